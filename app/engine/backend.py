@@ -1,0 +1,168 @@
+"""Backend choice and model loading: Unsloth where it runs, else plain TRL + PEFT.
+
+Unsloth patches TRL when it is imported, so `choose_backend` must run before anything imports `trl`; the worker
+calls it first. Unsloth runs on a CUDA GPU and, from version 2026.10.9, on the CPU (its CPU backend: stock
+TRL/PEFT with bf16 weights and chunked cross-entropy). Older versions raise on import without a GPU; we then fall
+back to TRL + PEFT and record why.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import asdict, dataclass
+from typing import Any
+
+ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+class BackendError(RuntimeError):
+    """The requested backend cannot run here."""
+
+
+@dataclass
+class BackendInfo:
+    """What a run used; recorded in status.json."""
+
+    name: str  # "unsloth" | "trl"
+    device: str  # "cpu" or "cuda:0 (NVIDIA H100 …)"
+    dtype: str  # torch dtype name of the weights
+    reason: str  # why this backend was chosen
+    unsloth_version: str | None = None
+    fast_inference: bool = False
+    load_in_4bit: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _device_name() -> tuple[str, bool]:
+    import torch
+
+    if torch.cuda.is_available():
+        return f"cuda:0 ({torch.cuda.get_device_name(0)})", True
+    return "cpu", False
+
+
+def _try_import_unsloth() -> tuple[Any | None, str]:
+    if "trl" in sys.modules and "unsloth" not in sys.modules:
+        # Unsloth must patch TRL before TRL is imported; importing it now would leave TRL half-patched.
+        return None, "trl was imported before unsloth in this process"
+    try:
+        import unsloth  # noqa: F401  (patches transformers/TRL on import)
+
+        return unsloth, ""
+    except Exception as exc:  # NotImplementedError without a GPU on old versions, ImportError if absent
+        return None, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+
+
+def choose_backend(requested: str = "auto", dtype: str = "auto") -> BackendInfo:
+    """Pick and import the backend. Call before importing trl."""
+    device, cuda = _device_name()
+    if requested in ("auto", "unsloth"):
+        module, why_not = _try_import_unsloth()
+        if module is not None:
+            return BackendInfo(
+                name="unsloth",
+                device=device,
+                dtype=_resolve_dtype(dtype, cuda, unsloth=True),
+                reason="requested" if requested == "unsloth" else f"Unsloth runs here ({'GPU' if cuda else 'CPU backend'})",
+                unsloth_version=getattr(module, "__version__", None),
+            )
+        if requested == "unsloth":
+            raise BackendError(f"backend: Unsloth cannot run here ({why_not}). Use backend 'trl' or 'auto'.")
+        reason = f"Unsloth unavailable ({why_not}); using TRL + PEFT"
+    else:
+        reason = "requested"
+    return BackendInfo(name="trl", device=device, dtype=_resolve_dtype(dtype, cuda, unsloth=False), reason=reason)
+
+
+def _resolve_dtype(dtype: str, cuda: bool, unsloth: bool) -> str:
+    if dtype != "auto":
+        return dtype
+    if cuda:
+        import torch
+
+        return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+    # Unsloth's CPU backend trains in bf16 (its measured speed-up); plain PyTorch CPU training is safest in fp32.
+    return "bfloat16" if unsloth else "float32"
+
+
+def lora_targets(lora: Any) -> list[str] | str:
+    return ALL_LINEAR if lora.target_modules == "all-linear" else list(lora.target_modules)
+
+
+def peft_config(spec: Any):
+    """The PEFT LoraConfig for plain TRL (TRL's trainers wrap the model themselves)."""
+    if not spec.lora.enabled:
+        return None
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=spec.lora.r,
+        lora_alpha=spec.lora.alpha,
+        lora_dropout=spec.lora.dropout,
+        target_modules=spec.lora.target_modules,
+        task_type="CAUSAL_LM",
+    )
+
+
+def load_model(spec: Any, info: BackendInfo, model_path: str) -> tuple[Any, Any, Any]:
+    """Load (model, tokenizer, peft_config_for_trainer) on the chosen backend.
+
+    Unsloth: `FastLanguageModel.from_pretrained` + `get_peft_model` (the model comes back wrapped, so the trainer
+    gets no peft_config). TRL: `AutoModelForCausalLM` and a LoraConfig the trainer applies.
+    """
+    import torch
+
+    torch_dtype = getattr(torch, info.dtype)
+    if info.name == "unsloth":
+        from unsloth import FastLanguageModel
+
+        max_seq = max(spec.generation.max_length, 64 + spec.generation.max_completion_length)
+        kwargs: dict[str, Any] = dict(
+            model_name=model_path, max_seq_length=max_seq, dtype=torch_dtype, load_in_4bit=bool(spec.load_in_4bit),
+        )
+        if spec.fast_inference:
+            kwargs.update(fast_inference=True, max_lora_rank=spec.lora.r)
+        model, tokenizer = FastLanguageModel.from_pretrained(**kwargs)
+        info.load_in_4bit, info.fast_inference = bool(spec.load_in_4bit), bool(spec.fast_inference)
+        if spec.lora.enabled:
+            model = FastLanguageModel.get_peft_model(
+                model,
+                r=spec.lora.r,
+                lora_alpha=spec.lora.alpha,
+                lora_dropout=spec.lora.dropout,
+                target_modules=lora_targets(spec.lora),
+                use_gradient_checkpointing="unsloth" if spec.training.gradient_checkpointing else False,
+                random_state=spec.seed,
+            )
+        return model, _fix_tokenizer(tokenizer), None
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch_dtype)
+    if info.device.startswith("cuda"):
+        model = model.to("cuda")
+    return model, _fix_tokenizer(tokenizer), peft_config(spec)
+
+
+def _fix_tokenizer(tokenizer: Any) -> Any:
+    tok = getattr(tokenizer, "tokenizer", tokenizer)  # processors wrap a tokenizer
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tokenizer
+
+
+def check_backend_request(spec: Any) -> str | None:
+    """Problems with GPU-only options, stated before loading anything."""
+    if spec.load_in_4bit or spec.fast_inference:
+        import torch
+
+        if not torch.cuda.is_available():
+            which = "load_in_4bit" if spec.load_in_4bit else "fast_inference"
+            return f"{which} needs a CUDA GPU (Unsloth); this machine has none"
+        if spec.fast_inference:
+            import importlib.util
+
+            if importlib.util.find_spec("vllm") is None:
+                return "fast_inference needs vllm installed (pip install vllm)"
+    return None

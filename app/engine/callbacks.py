@@ -1,0 +1,188 @@
+"""TrainerCallbacks that turn a TRL run into a live run folder: metrics, samples, stop requests, markers, progress."""
+from __future__ import annotations
+
+import math
+import resource
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from transformers import TrainerCallback
+
+from app.engine import runs
+
+
+def peak_memory_mb() -> float:
+    """Peak memory of this process: GPU allocator peak on CUDA, else peak RSS."""
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+class RunFolderCallback(TrainerCallback):
+    """Writes metrics.jsonl and samples.jsonl, honours stop requests, marks complete checkpoints.
+
+    `trainer` is attached after the trainer is built: GRPO samples come from TRL's own record of the latest
+    generation batch (prompts, completions, per-reward scores, advantages), so they match what was trained on.
+    """
+
+    def __init__(
+        self,
+        run_dir: Path,
+        stop: Any,
+        sample_every: int = 1,
+        eval_every: int = 0,
+        evaluate: Callable[[int], dict[str, Any]] | None = None,
+        guarded_rewards: list[Any] | None = None,
+        failure_check: Callable[[], None] | None = None,
+    ):
+        self.run_dir = Path(run_dir)
+        self.stop = stop
+        self.sample_every = max(1, sample_every)
+        self.eval_every = eval_every
+        self.evaluate = evaluate
+        self.guarded = guarded_rewards or []
+        self.failure_check = failure_check
+        self.trainer: Any = None
+        self.stopped = False
+        self.failure: BaseException | None = None
+        self._last_time: float | None = None
+        self._last_step = 0
+        self._last_tokens: float | None = None
+        self._last_sample_step = -1
+
+    # -- step boundary: stop requests and reward failure threshold ------------------------------------------
+    def on_step_begin(self, args, state, control, **kwargs):
+        if self._last_time is None:
+            self._last_time = time.time()
+            self._last_step = state.global_step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        runs.update_status(self.run_dir, step=state.global_step, max_steps=state.max_steps)
+        if self.failure_check is not None:
+            try:
+                self.failure_check()
+            except Exception as exc:  # a reward failing too often: end the run with its message
+                self.failure = exc
+                control.should_training_stop = True
+                return control
+        if self.stop.requested:
+            self.stopped = True
+            control.should_training_stop = True
+            control.should_save = True  # a checkpoint at the step where we stopped, so resume loses nothing
+        if self.eval_every and self.evaluate and state.global_step % self.eval_every == 0 and not self.stopped:
+            self._write({"step": state.global_step, **self.evaluate(state.global_step)})
+        return control
+
+    def on_save(self, args, state, control, **kwargs):
+        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if folder.exists():
+            # Written only after the Trainer finished saving: resume trusts checkpoints with this marker only.
+            (folder / runs.COMPLETE_MARKER).write_text(str(time.time()))
+        return control
+
+    # -- metrics --------------------------------------------------------------------------------------------
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or not logs:
+            return
+        if any(k.startswith("train_") for k in logs) and "loss" not in logs:
+            return  # the end-of-training summary (train_runtime…) is not a step
+        now = time.time()
+        record: dict[str, Any] = {"step": state.global_step, "time": now}
+        record.update({k: runs.clean_number(_plain(v)) for k, v in logs.items()})
+        steps = state.global_step - self._last_step
+        if self._last_time is not None and steps > 0:
+            elapsed = now - self._last_time
+            record.setdefault("step_time", elapsed / steps)
+            tokens = logs.get("num_tokens")
+            if tokens is not None and self._last_tokens is not None and elapsed > 0:
+                record["tokens_per_second"] = (float(tokens) - self._last_tokens) / elapsed
+            self._last_tokens = float(tokens) if tokens is not None else None
+        self._last_time, self._last_step = now, state.global_step
+        record["peak_memory_mb"] = round(peak_memory_mb(), 1)
+        for g in self.guarded:
+            record[f"reward_errors/{g.__name__}"] = g.pop_error_count()
+        self._write(record)
+        if state.global_step - self._last_sample_step >= self.sample_every:
+            self._write_samples(state.global_step)
+
+    def _write(self, record: dict[str, Any]) -> None:
+        runs.append_jsonl(self.run_dir / "metrics.jsonl", {k: runs.clean_number(v) for k, v in record.items()})
+
+    def _write_samples(self, step: int) -> None:
+        logs = getattr(self.trainer, "_logs", None)
+        if not logs or not logs.get("prompt"):
+            return
+        self._last_sample_step = step
+        prompts = list(logs["prompt"])
+        completions = list(logs["completion"])
+        advantages = list(logs.get("advantages", []))
+        reward_cols = {name: list(values) for name, values in logs.get("rewards", {}).items()}
+        for i, (prompt, completion) in enumerate(zip(prompts, completions)):
+            runs.append_jsonl(
+                self.run_dir / "samples.jsonl",
+                {
+                    "step": step,
+                    "index": i,
+                    "prompt": _text(prompt),
+                    "completion": _text(completion),
+                    "rewards": {k: runs.clean_number(_plain(v[i])) for k, v in reward_cols.items() if i < len(v)},
+                    "advantage": runs.clean_number(_plain(advantages[i])) if i < len(advantages) else None,
+                },
+            )
+
+
+class ProgressBarCallback(TrainerCallback):
+    """A CLI progress bar with steps, ETA, and the latest reward/loss."""
+
+    def __init__(self, initial: int = 0, enabled: bool = True):
+        self.bar = None
+        self.initial = initial
+        self.enabled = enabled
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if self.enabled and state.is_world_process_zero:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc="training", unit="step", dynamic_ncols=True)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.bar is not None:
+            self.bar.update(state.global_step - self.bar.n)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if self.bar is not None and logs:
+            shown = {}
+            for key in ("reward", "loss", "eval/accuracy"):
+                value = logs.get(key)
+                if isinstance(value, (int, float)) and math.isfinite(value):
+                    shown[key] = f"{value:.3f}"
+            if shown:
+                self.bar.set_postfix(shown, refresh=False)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _plain(value: Any) -> Any:
+    if hasattr(value, "item"):
+        try:
+            return value.item()
+        except (ValueError, RuntimeError):
+            return value.tolist()
+    return value
+
+
+def _text(value: Any) -> str:
+    """Chat-form prompts/completions as readable text (the last message's content for a prompt)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        parts = [m.get("content", "") for m in value if isinstance(m, dict)]
+        if parts:
+            return parts[-1] if len(parts) > 1 and value[-1].get("role") != "assistant" else "".join(parts)
+    return str(value)

@@ -1,0 +1,199 @@
+"""Held-out evaluation and generation for comparison.
+
+Generation happens in eval mode with the KV cache on. Generating from a model still in the trainer's training
+state (train mode, `use_cache=False`, gradient checkpointing) produced garbage on this model ("4-------"), so
+`generate_completions` always switches modes and restores them.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Sequence
+
+from app.engine.data import prompt_messages
+
+# Built-in rewards that check correctness: the first of these in a run's rewards defines `accuracy`.
+CORRECTNESS_REWARDS = ("numeric_answer", "exact_answer", "gsm8k_answer", "math_equivalence", "python_tests")
+
+
+@dataclass
+class EvalResult:
+    """Scores of one model on held-out rows."""
+
+    n: int
+    accuracy: float | None  # share of rows whose correctness reward reached its maximum (1.0)
+    reward: float | None  # mean weighted total of the rewards
+    per_reward: dict[str, float | None]
+    mean_length: float  # completion length in tokens
+    seconds: float
+    samples: list[dict[str, Any]] = field(default_factory=list)
+
+    def metrics(self, prefix: str = "eval/") -> dict[str, Any]:
+        out: dict[str, Any] = {
+            f"{prefix}accuracy": self.accuracy,
+            f"{prefix}reward": self.reward,
+            f"{prefix}mean_length": self.mean_length,
+            f"{prefix}n": self.n,
+            f"{prefix}seconds": round(self.seconds, 2),
+        }
+        out.update({f"{prefix}rewards/{k}": v for k, v in self.per_reward.items()})
+        return out
+
+
+@contextlib.contextmanager
+def inference_mode(model: Any, unsloth: bool = False) -> Iterator[None]:
+    """Eval mode with the KV cache on for the duration; restores the previous state."""
+    import torch
+
+    was_training = model.training
+    config = getattr(model, "config", None)
+    old_cache = getattr(config, "use_cache", None)
+    if unsloth:
+        from unsloth import FastLanguageModel
+
+        FastLanguageModel.for_inference(model)
+    model.eval()
+    if config is not None:
+        config.use_cache = True
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        if config is not None and old_cache is not None:
+            config.use_cache = old_cache
+        if was_training:
+            if unsloth:
+                from unsloth import FastLanguageModel
+
+                FastLanguageModel.for_training(model)
+            model.train()
+
+
+def generate_completions(
+    model: Any,
+    tokenizer: Any,
+    prompts: Sequence[list[dict[str, str]] | str],
+    max_new_tokens: int = 64,
+    batch_size: int = 16,
+    do_sample: bool = False,
+    temperature: float = 1.0,
+    num_return_sequences: int = 1,
+    unsloth: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[list[str], list[int]]:
+    """Generate one reply per prompt (greedy by default); returns texts and token counts.
+
+    Prompts are chat messages (the chat template is applied) or plain strings (used as is).
+    With `num_return_sequences` > 1, replies of one prompt are consecutive.
+    """
+    tok = getattr(tokenizer, "tokenizer", tokenizer)
+    texts = [
+        p if isinstance(p, str) else tok.apply_chat_template(p, tokenize=False, add_generation_prompt=True)
+        for p in prompts
+    ]
+    old_side = tok.padding_side
+    tok.padding_side = "left"  # decoder-only models continue from the right end
+    out_texts: list[str] = []
+    out_lengths: list[int] = []
+    device = next(model.parameters()).device
+    try:
+        with inference_mode(model, unsloth=unsloth):
+            for start in range(0, len(texts), batch_size):
+                chunk = texts[start : start + batch_size]
+                enc = tok(chunk, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+                gen_kwargs: dict[str, Any] = dict(
+                    max_new_tokens=max_new_tokens,
+                    do_sample=do_sample,
+                    pad_token_id=tok.pad_token_id,
+                    num_return_sequences=num_return_sequences,
+                    use_cache=True,
+                )
+                if do_sample:
+                    gen_kwargs.update(temperature=temperature, top_p=1.0, top_k=0)
+                else:
+                    gen_kwargs.update(temperature=None, top_p=None, top_k=None)
+                output = model.generate(**enc, **gen_kwargs)
+                new_tokens = output[:, enc["input_ids"].shape[1] :]
+                for row in new_tokens:
+                    ids = row.tolist()
+                    n = len(ids)
+                    for stop in (tok.eos_token_id, tok.pad_token_id):
+                        if stop is not None and stop in ids:
+                            n = min(n, ids.index(stop) + (1 if stop == tok.eos_token_id else 0))
+                    out_lengths.append(n)
+                    out_texts.append(tok.decode(ids[:n], skip_special_tokens=True))
+                if progress:
+                    progress(min(start + batch_size, len(texts)), len(texts))
+    finally:
+        tok.padding_side = old_side
+    return out_texts, out_lengths
+
+
+def primary_reward_name(reward_names: Sequence[str], registry_names: Sequence[str | None]) -> str | None:
+    """The reward that defines accuracy: the first correctness built-in, else the first reward."""
+    for label, reg in zip(reward_names, registry_names):
+        if reg in CORRECTNESS_REWARDS:
+            return label
+    return reward_names[0] if reward_names else None
+
+
+def evaluate(
+    model: Any,
+    tokenizer: Any,
+    rows: list[dict[str, Any]],
+    reward_funcs: Sequence[Callable[..., list[float | None]]],
+    weights: Sequence[float],
+    accuracy_reward: str | None = None,
+    system_prompt: str | None = None,
+    max_new_tokens: int = 64,
+    batch_size: int = 16,
+    unsloth: bool = False,
+    keep_samples: int = 8,
+) -> EvalResult:
+    """Greedy generation on held-out rows, scored with the run's rewards."""
+    from rewards import score
+
+    start = time.time()
+    prompts = [prompt_messages(r, system_prompt) for r in rows]
+    texts, lengths = generate_completions(
+        model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size, unsloth=unsloth
+    )
+    table_rows = [
+        {**{k: v for k, v in r.items() if k not in ("prompt", "completion")}, "prompt": p, "completion": t}
+        for r, p, t in zip(rows, prompts, texts)
+    ]
+    table = score(table_rows, list(zip(reward_funcs, weights)))
+    names = [getattr(f, "__name__", str(f)) for f in reward_funcs]
+    per_reward = {n: _mean([row["scores"].get(n) for row in table.rows]) for n in names}
+    totals = [row.get("total") for row in table.rows]
+    accuracy = None
+    if accuracy_reward is not None:
+        hits = [row["scores"].get(accuracy_reward) for row in table.rows]
+        accuracy = sum(1 for h in hits if h is not None and h >= 1.0 - 1e-9) / max(len(hits), 1)
+    samples = [
+        {"prompt": _last_user(p), "completion": t, "scores": row["scores"], "total": row.get("total")}
+        for p, t, row in list(zip(prompts, texts, table.rows))[:keep_samples]
+    ]
+    return EvalResult(
+        n=len(rows),
+        accuracy=accuracy,
+        reward=_mean(totals),
+        per_reward=per_reward,
+        mean_length=sum(lengths) / max(len(lengths), 1),
+        seconds=time.time() - start,
+        samples=samples,
+    )
+
+
+def _mean(values: Sequence[Any]) -> float | None:
+    vals = [float(v) for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    return sum(vals) / len(vals) if vals else None
+
+
+def _last_user(messages: list[dict[str, str]] | str) -> str:
+    if isinstance(messages, str):
+        return messages
+    users = [m["content"] for m in messages if m.get("role") == "user"]
+    return users[-1] if users else str(messages)

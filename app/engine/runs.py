@@ -1,0 +1,283 @@
+"""The run store: one folder per run, readable live by other processes.
+
+    RUN/
+      spec.yaml        the RunSpec (replaced atomically)
+      status.json      state queued|running|finished|failed|stopped, pid, backend, device, times, error
+      metrics.jsonl    one JSON object per logging step / evaluation, appended and flushed
+      samples.jsonl    sample completions with per-reward scores and advantages
+      train.log        the worker's stdout/stderr when started by `launch_run`
+      checkpoints/checkpoint-N/   HF Trainer checkpoints; only those holding a COMPLETE marker count
+      adapter/         the final LoRA adapter (or full model) and tokenizer
+      STOP             a stop request (written by the UI; the worker stops at the next step boundary)
+
+Readers tolerate a torn last JSONL line, and treat a run whose worker died without a final state (SIGKILL, OOM)
+as failed.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ACTIVE_STATES = ("queued", "running")
+FINAL_STATES = ("finished", "failed", "stopped")
+COMPLETE_MARKER = "COMPLETE"
+STOP_FILE = "STOP"
+
+
+def default_runs_dir() -> Path:
+    """$RFT_WORKBENCH_RUNS, else ./runs in the current directory."""
+    return Path(os.environ.get("RFT_WORKBENCH_RUNS") or "runs").expanduser().resolve()
+
+
+# -- atomic files and JSONL ---------------------------------------------------------------------------------
+def write_atomic(path: Path, text: str) -> None:
+    """Replace `path` with `text` so that readers see the old or the new file, never half of one."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def append_jsonl(path: Path, record: dict[str, Any]) -> None:
+    """Append one JSON object as one line and flush it, so a reader in another process sees it at once."""
+    line = json.dumps(record, ensure_ascii=False, default=_json_default, allow_nan=False)
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(line + "\n")
+        f.flush()
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "item"):  # numpy / torch scalars
+        return value.item()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return str(value)
+
+
+def clean_number(value: Any) -> Any:
+    """JSON has no NaN/inf: map them to None; leave everything else."""
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        return None
+    return value
+
+
+def read_jsonl(path: Path, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
+    """Complete JSON lines from byte `offset`; returns them and the offset to continue from.
+
+    A last line without its newline is being written: it is left for the next read. A corrupt complete line
+    (e.g. from a crash mid-write followed by more writes) is skipped.
+    """
+    path = Path(path)
+    if not path.exists():
+        return [], offset
+    with open(path, "rb") as f:
+        f.seek(offset)
+        data = f.read()
+    end = data.rfind(b"\n")
+    if end < 0:
+        return [], offset
+    records = []
+    for raw in data[: end + 1].splitlines():
+        if not raw.strip():
+            continue
+        try:
+            obj = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            continue
+        if isinstance(obj, dict):
+            records.append(obj)
+    return records, offset + end + 1
+
+
+# -- status -------------------------------------------------------------------------------------------------
+def read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def update_status(run_dir: Path, **fields: Any) -> dict[str, Any]:
+    """Merge `fields` into status.json (atomically) and return the new status."""
+    path = Path(run_dir) / "status.json"
+    status = read_json(path)
+    status.update(fields)
+    status["updated_at"] = time.time()
+    write_atomic(path, json.dumps(status, indent=2, default=_json_default))
+    return status
+
+
+def pid_alive(pid: int | None, started_at: float | None = None) -> bool:
+    """Whether process `pid` runs and (when `started_at` is known) is the same process, not a reused pid."""
+    if not pid:
+        return False
+    try:
+        import psutil
+
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        if started_at is not None and proc.create_time() > started_at + 1.0:
+            return False
+        return True
+    except Exception:
+        return False
+
+
+def read_status(run_dir: Path) -> dict[str, Any]:
+    """status.json, with a dead worker of an active run reported as failed (its metrics stay readable)."""
+    status = read_json(Path(run_dir) / "status.json")
+    if not status:
+        return {"state": "unknown", "error": "status.json is missing or unreadable"}
+    if status.get("state") in ACTIVE_STATES and status.get("pid"):
+        if not pid_alive(status.get("pid"), status.get("pid_started_at")):
+            status = dict(status)
+            status["state"] = "failed"
+            status.setdefault(
+                "error",
+                f"The training process (pid {status.get('pid')}) ended without a final status: it was killed "
+                "or ran out of memory. Metrics and checkpoints written so far are kept.",
+            )
+            status["detected_dead"] = True
+    return status
+
+
+# -- run folders --------------------------------------------------------------------------------------------
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")[:40] or "run"
+
+
+def create_run_dir(spec: Any, runs_dir: Path | None = None, run_dir: Path | None = None) -> Path:
+    """Make a new run folder with spec.yaml and a `queued` status; returns its path."""
+    if run_dir is None:
+        runs_dir = Path(runs_dir) if runs_dir else default_runs_dir()
+        runs_dir.mkdir(parents=True, exist_ok=True)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        base = f"{stamp}-{spec.method}" + (f"-{_slug(spec.name)}" if spec.name else "")
+        run_dir = runs_dir / base
+        n = 1
+        while run_dir.exists():
+            n += 1
+            run_dir = runs_dir / f"{base}-{n}"
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_atomic(run_dir / "spec.yaml", spec.to_yaml())
+    update_status(run_dir, state="queued", created_at=time.time(), name=spec.name or run_dir.name, method=spec.method)
+    return run_dir
+
+
+def checkpoints(run_dir: Path) -> list[Path]:
+    """Complete checkpoints (with the marker), oldest first."""
+    folder = Path(run_dir) / "checkpoints"
+    if not folder.exists():
+        return []
+    found = [p for p in folder.glob("checkpoint-*") if (p / COMPLETE_MARKER).exists()]
+    return sorted(found, key=lambda p: int(p.name.split("-")[-1]) if p.name.split("-")[-1].isdigit() else -1)
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    found = checkpoints(run_dir)
+    return found[-1] if found else None
+
+
+def request_stop(run_dir: Path, signal_worker: bool = True) -> None:
+    """Ask the worker to stop at the next step boundary (it saves a checkpoint and marks the run stopped)."""
+    run_dir = Path(run_dir)
+    (run_dir / STOP_FILE).write_text(str(time.time()))
+    status = read_status(run_dir)
+    if signal_worker and status.get("state") in ACTIVE_STATES and status.get("pid"):
+        with contextlib.suppress(OSError, ValueError):
+            os.kill(int(status["pid"]), signal.SIGTERM)
+
+
+def stop_requested(run_dir: Path) -> bool:
+    return (Path(run_dir) / STOP_FILE).exists()
+
+
+@dataclass
+class RunInfo:
+    """What a run list shows."""
+
+    path: Path
+    name: str
+    method: str
+    state: str
+    created_at: float
+    step: int | None
+    max_steps: int | None
+    error: str | None
+
+
+def list_runs(runs_dir: Path | None = None) -> list[RunInfo]:
+    """Runs in `runs_dir`, newest first."""
+    runs_dir = Path(runs_dir) if runs_dir else default_runs_dir()
+    if not runs_dir.exists():
+        return []
+    out = []
+    for d in runs_dir.iterdir():
+        if not (d / "spec.yaml").exists():
+            continue
+        st = read_status(d)
+        out.append(
+            RunInfo(
+                path=d,
+                name=st.get("name") or d.name,
+                method=st.get("method", "?"),
+                state=st.get("state", "unknown"),
+                created_at=float(st.get("created_at") or d.stat().st_mtime),
+                step=st.get("step"),
+                max_steps=st.get("max_steps"),
+                error=st.get("error"),
+            )
+        )
+    return sorted(out, key=lambda r: r.created_at, reverse=True)
+
+
+def delete_run(run_dir: Path) -> None:
+    """Delete a run folder; refuses while its worker runs."""
+    status = read_status(run_dir)
+    if status.get("state") in ACTIVE_STATES:
+        raise RuntimeError(f"Run {Path(run_dir).name} is still {status['state']}: stop it first.")
+    shutil.rmtree(run_dir)
+
+
+def launch_run(run_dir: Path, extra_args: list[str] | None = None, resume: bool = False) -> subprocess.Popen:
+    """Start `python -m app.train` for an existing run folder in its own process (and session).
+
+    The child writes everything to the run folder; its output goes to RUN/train.log. The caller returns at once
+    (the UI never trains in its own process).
+    """
+    run_dir = Path(run_dir).resolve()
+    args = [sys.executable, "-m", "app.train"]
+    args += ["--resume", str(run_dir)] if resume else [str(run_dir / "spec.yaml"), "--run-dir", str(run_dir)]
+    args += list(extra_args or [])
+    log = open(run_dir / "train.log", "ab")
+    root = Path(__file__).resolve().parents[2]
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    proc = subprocess.Popen(  # an argv list, never shell=True
+        args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=str(root), env=env,
+        start_new_session=True,
+    )
+    log.close()
+    return proc

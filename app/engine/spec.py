@@ -1,0 +1,324 @@
+"""RunSpec: the one typed specification of a training run.
+
+It flows from the UI or a YAML file to the worker process, is saved as `spec.yaml` in the run folder, and is
+what the charts and the compare view read back. Every field carries a `help` text (shown in the UI and in
+`python -m app.train --help-spec`). `validate()` checks everything that can be checked without loading a model
+and names the field and the problem.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, get_args, get_origin, get_type_hints
+
+import yaml
+
+METHODS = ("sft", "dft", "grpo")
+BACKENDS = ("auto", "unsloth", "trl")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+GRPO_LOSS_TYPES = ("grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo")
+SCALE_REWARDS = ("group", "batch", "none")
+
+
+class SpecError(ValueError):
+    """A RunSpec problem, with the dotted field name it concerns."""
+
+    def __init__(self, field_name: str, problem: str):
+        self.field = field_name
+        self.problem = problem
+        super().__init__(f"{field_name}: {problem}")
+
+
+def _help(text: str, default: Any = dataclasses.MISSING, factory: Any = dataclasses.MISSING) -> Any:
+    if factory is not dataclasses.MISSING:
+        return field(default_factory=factory, metadata={"help": text})
+    return field(default=default, metadata={"help": text})
+
+
+@dataclass
+class DataSpec:
+    """Where the training rows come from and which part is held out for evaluation."""
+
+    source: str = _help(
+        "Dataset: 'builtin:arithmetic' (a task the workbench generates), a .jsonl/.json/.csv file, or a hub "
+        "dataset id ('hub:org/name').",
+        "builtin:arithmetic",
+    )
+    split: str = _help("Split to read from a hub dataset.", "train")
+    train_size: int | None = _help("Use at most this many training rows (None: all).", None)
+    eval_size: int = _help("Rows held out for evaluation (taken from the source, never trained on).", 64)
+    eval_source: str | None = _help("A separate file for held-out evaluation; when set, eval_size rows of it.", None)
+    system_prompt: str | None = _help("System message prepended to every prompt (chat models).", None)
+    task_params: dict[str, Any] = _help(
+        "Parameters of a built-in task, e.g. {'n': 2000, 'low': 1, 'high': 50} for arithmetic.", factory=dict
+    )
+    seed: int = _help("Seed of the train/held-out split and of built-in task generation.", 0)
+
+
+@dataclass
+class RewardSpec:
+    """One reward function and its weight: a built-in from the rewards registry, or user code."""
+
+    name: str | None = _help("Registry name (see `rewards.available()`), e.g. 'numeric_answer'.", None)
+    weight: float = _help("Weight in the weighted sum of rewards.", 1.0)
+    params: dict[str, Any] = _help("Parameters of a parameterised built-in (its make_… factory).", factory=dict)
+    file: str | None = _help("Path of a .py file defining one reward function (run in the sandbox).", None)
+    source: str | None = _help("Python source of a reward function (run in the sandbox).", None)
+
+    def label(self) -> str:
+        if self.name:
+            return self.name
+        return Path(self.file).stem if self.file else "user_reward"
+
+
+@dataclass
+class LoraSpec:
+    """LoRA adapter settings (PEFT / Unsloth)."""
+
+    enabled: bool = _help("Train a LoRA adapter (False: full fine-tuning).", True)
+    r: int = _help("LoRA rank.", 16)
+    alpha: int = _help("LoRA alpha (scaling = alpha / r).", 32)
+    dropout: float = _help("LoRA dropout.", 0.0)
+    target_modules: list[str] | str = _help(
+        "Modules to adapt: 'all-linear' or a list of names.",
+        factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+    )
+
+
+@dataclass
+class TrainingSpec:
+    """Optimisation hyper-parameters (passed to TRL's config)."""
+
+    learning_rate: float = _help("Peak learning rate.", 2e-4)
+    max_steps: int = _help("Optimizer steps (>0). Takes precedence over epochs.", 40)
+    per_device_train_batch_size: int = _help(
+        "Rows per step (GRPO: completions per step; must be a multiple of num_generations).", 8
+    )
+    gradient_accumulation_steps: int = _help("Micro-batches accumulated per optimizer step.", 1)
+    warmup_ratio: float = _help("Share of steps with linear warm-up.", 0.0)
+    lr_scheduler_type: str = _help("Learning-rate schedule (transformers names: constant, linear, cosine…).", "constant")
+    weight_decay: float = _help("AdamW weight decay.", 0.0)
+    max_grad_norm: float = _help("Gradient clipping.", 1.0)
+    optim: str = _help("Optimizer name (transformers).", "adamw_torch")
+    gradient_checkpointing: bool = _help("Trade compute for memory.", False)
+
+
+@dataclass
+class GenerationSpec:
+    """Sampling settings for GRPO rollouts and the length limits of every method."""
+
+    num_generations: int = _help("Completions sampled per prompt (GRPO group size, ≥ 2).", 8)
+    max_completion_length: int = _help("Max new tokens per sampled completion (GRPO) or in evaluation.", 16)
+    max_length: int = _help("Max tokens of prompt+completion (SFT/DFT truncation).", 256)
+    temperature: float = _help("Sampling temperature for rollouts.", 1.0)
+    top_p: float = _help("Nucleus sampling for rollouts.", 1.0)
+
+
+@dataclass
+class GRPOSpec:
+    """GRPO loss settings (TRL GRPOConfig)."""
+
+    loss_type: str = _help(f"One of {', '.join(GRPO_LOSS_TYPES)}.", "dapo")
+    beta: float = _help("KL coefficient against the reference model (0: no reference model).", 0.0)
+    epsilon: float = _help("PPO clip range (lower).", 0.2)
+    epsilon_high: float | None = _help("PPO clip range (upper); DAPO suggests 0.28. None: same as epsilon.", None)
+    scale_rewards: str = _help("Advantage scaling: 'group' (std), 'batch', or 'none' (Dr. GRPO).", "group")
+    mask_truncated_completions: bool = _help("Exclude completions cut at max length from the loss.", False)
+    num_iterations: int = _help("Policy updates per generation batch (μ).", 1)
+
+
+@dataclass
+class LoggingSpec:
+    """How often the run writes metrics, samples, checkpoints and evaluations."""
+
+    logging_steps: int = _help("Write metrics every N steps.", 1)
+    sample_every: int = _help("Write sample completions every N steps (GRPO).", 1)
+    save_steps: int = _help("Save a checkpoint every N steps (also saved on stop).", 20)
+    save_total_limit: int = _help("Keep at most this many checkpoints.", 2)
+    eval_every: int = _help("Held-out evaluation every N steps (0: only at start and end).", 0)
+    eval_at_start: bool = _help("Evaluate the base model before training.", True)
+    eval_at_end: bool = _help("Evaluate the trained model after training.", True)
+    eval_max_new_tokens: int | None = _help("Evaluation generation length (None: max_completion_length).", None)
+
+
+@dataclass
+class RunSpec:
+    """Everything that defines a training run."""
+
+    method: str = _help(f"Training method: one of {', '.join(METHODS)}.", "grpo")
+    model: str = _help("'default' (embedded SmolLM2-135M-Instruct), a local folder, or a hub id.", "default")
+    name: str | None = _help("Run name (used in the run folder name).", None)
+    backend: str = _help("'auto' (Unsloth where it runs, else TRL+PEFT), 'unsloth' or 'trl'.", "auto")
+    dtype: str = _help("Weights dtype: auto (bf16 on GPU/Unsloth, fp32 on plain CPU), float32, bfloat16, float16.", "auto")
+    load_in_4bit: bool = _help("Unsloth 4-bit loading (GPU only).", False)
+    fast_inference: bool = _help("Unsloth vLLM generation (GPU with vllm installed).", False)
+    seed: int = _help("Random seed of the run.", 42)
+    data: DataSpec = _help("Dataset.", factory=DataSpec)
+    rewards: list[RewardSpec] = _help("Reward functions with weights (GRPO; also used in evaluation).", factory=list)
+    lora: LoraSpec = _help("LoRA adapter.", factory=LoraSpec)
+    training: TrainingSpec = _help("Optimisation.", factory=TrainingSpec)
+    generation: GenerationSpec = _help("Sampling and lengths.", factory=GenerationSpec)
+    grpo: GRPOSpec = _help("GRPO loss.", factory=GRPOSpec)
+    logging: LoggingSpec = _help("Metrics, samples, checkpoints, evaluation.", factory=LoggingSpec)
+    reward_timeout_s: float = _help("Wall-time limit per batch call of a user-written reward.", 10.0)
+    reward_max_failure_rate: float = _help("Stop the run when a reward fails on more than this share of calls.", 0.2)
+
+    # -- serialisation -------------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True, width=110)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "RunSpec":
+        return _build(cls, data, "")
+
+    @classmethod
+    def from_yaml(cls, text: str) -> "RunSpec":
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise SpecError("spec", f"not valid YAML ({exc})") from None
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise SpecError("spec", "the YAML must be a mapping of field names to values")
+        return cls.from_dict(data)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> "RunSpec":
+        path = Path(path)
+        if not path.exists():
+            raise SpecError("spec", f"file {path} does not exist")
+        return cls.from_yaml(path.read_text(encoding="utf-8"))
+
+    def replace(self, **changes: Any) -> "RunSpec":
+        return dataclasses.replace(self, **changes)
+
+    def with_overrides(self, assignments: list[str]) -> "RunSpec":
+        """Apply `field.sub=value` strings (values parsed as YAML), as given by `--set`."""
+        data = self.to_dict()
+        for item in assignments:
+            if "=" not in item:
+                raise SpecError(item, "expected field=value")
+            key, raw = item.split("=", 1)
+            value = yaml.safe_load(raw) if raw.strip() else None
+            target = data
+            parts = key.strip().split(".")
+            for part in parts[:-1]:
+                if not isinstance(target.get(part), dict):
+                    raise SpecError(key, f"'{part}' is not a section of the spec")
+                target = target[part]
+            target[parts[-1]] = value
+        return RunSpec.from_dict(data)
+
+    # -- validation ----------------------------------------------------------------------------------------
+    def validate(self, check_files: bool = True) -> None:
+        """Raise SpecError for the first problem found; loads no model."""
+        problems = self.problems(check_files=check_files)
+        if problems:
+            raise problems[0]
+
+    def problems(self, check_files: bool = True) -> list[SpecError]:
+        from app.engine.validation import spec_problems  # avoids importing data/rewards for plain YAML work
+
+        return spec_problems(self, check_files=check_files)
+
+    @property
+    def is_rl(self) -> bool:
+        return self.method in ("grpo",)
+
+
+# -- building dataclasses from plain dicts with clear messages ----------------------------------------------
+def _build(cls: type, data: Any, prefix: str) -> Any:
+    if not isinstance(data, dict):
+        raise SpecError(prefix or "spec", f"expected a mapping, got {type(data).__name__}")
+    hints = get_type_hints(cls)
+    known = {f.name: f for f in fields(cls)}
+    unknown = [k for k in data if k not in known]
+    if unknown:
+        key = unknown[0]
+        close = difflib.get_close_matches(str(key), list(known), n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise SpecError(f"{prefix}{key}", f"unknown field{hint}")
+    kwargs = {}
+    for name, value in data.items():
+        kwargs[name] = _coerce(hints[name], value, f"{prefix}{name}")
+    return cls(**kwargs)
+
+
+def _coerce(tp: Any, value: Any, name: str) -> Any:
+    origin = get_origin(tp)
+    args = get_args(tp)
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value if value is not None else {}, name + ".")
+    if origin in (list,) and args and dataclasses.is_dataclass(args[0]):
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            raise SpecError(name, "expected a list")
+        return [_coerce(args[0], item, f"{name}[{i}]") for i, item in enumerate(value)]
+    if args and type(None) in args:  # Optional[...] / X | None
+        if value is None:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        errors = []
+        for candidate in inner:
+            try:
+                return _coerce(candidate, value, name)
+            except SpecError as exc:
+                errors.append(exc)
+        raise errors[0]
+    if origin is not None and type(None) not in args and len(args) > 1 and origin not in (dict, list):
+        for candidate in args:  # a union such as list[str] | str
+            try:
+                return _coerce(candidate, value, name)
+            except SpecError:
+                continue
+        raise SpecError(name, f"expected {tp}, got {value!r}")
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise SpecError(name, f"expected true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise SpecError(name, f"expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise SpecError(name, f"expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise SpecError(name, f"expected text, got {value!r}")
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise SpecError(name, f"expected a list, got {value!r}")
+        return list(value)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise SpecError(name, f"expected a mapping, got {value!r}")
+        return dict(value)
+    return value
+
+
+def field_help() -> dict[str, str]:
+    """Dotted field name → help text, for the UI and `--help-spec`."""
+    out: dict[str, str] = {}
+
+    def walk(cls: type, prefix: str) -> None:
+        hints = get_type_hints(cls)
+        for f in fields(cls):
+            out[prefix + f.name] = f.metadata.get("help", "")
+            if dataclasses.is_dataclass(hints[f.name]):
+                walk(hints[f.name], prefix + f.name + ".")
+
+    walk(RunSpec, "")
+    return out

@@ -1,0 +1,320 @@
+"""The training worker: one RunSpec in, one run folder out.
+
+`train(spec)` runs in the calling process; `python -m app.train SPEC.yaml` runs it in its own. Order matters:
+validate (no model), create the run folder, pick the backend (Unsloth must be imported before TRL), load data
+and rewards (dry run), load the model, evaluate the base, train, save, evaluate the result.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from app.engine import runs
+from app.engine.spec import RunSpec, SpecError
+
+
+@dataclass
+class RunResult:
+    """How a run ended."""
+
+    run_dir: Path
+    state: str  # finished | stopped | failed
+    error: str | None = None
+    final_metrics: dict[str, Any] | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.state == "finished"
+
+
+class StopFlag:
+    """Set by SIGTERM/SIGINT or a STOP file in the run folder; checked at every step boundary."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = Path(run_dir)
+        self.signalled: str | None = None
+
+    def install(self) -> None:
+        def handler(signum: int, _frame: Any) -> None:
+            self.signalled = signal.Signals(signum).name
+
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+
+    @property
+    def requested(self) -> bool:
+        return self.signalled is not None or runs.stop_requested(self.run_dir)
+
+    @property
+    def reason(self) -> str:
+        return f"received {self.signalled}" if self.signalled else "stop requested from the app"
+
+
+def pid_info() -> dict[str, Any]:
+    """This process's pid and start time (lets readers tell a dead worker from a reused pid)."""
+    import psutil
+
+    return {"pid": os.getpid(), "pid_started_at": psutil.Process(os.getpid()).create_time()}
+
+
+class RunFailed(RuntimeError):
+    """A run ended in an error the user must act on (message already user-facing)."""
+
+
+def build_rewards(spec: RunSpec) -> tuple[list[Any], list[float], list[str | None]]:
+    """The spec's rewards as guarded callables (never raise; errors → None and counted), weights, registry names."""
+    import rewards
+
+    funcs, weights, registry = [], [], []
+    for r in spec.rewards:
+        if r.name:
+            fn = rewards.get(r.name, **r.params)
+        elif r.file:
+            fn = rewards.load_user_reward_file(r.file, timeout_s=spec.reward_timeout_s)
+        else:
+            fn = rewards.load_user_reward(r.source or "", timeout_s=spec.reward_timeout_s)
+        funcs.append(rewards.guard(fn))
+        weights.append(float(r.weight))
+        registry.append(r.name)
+    return funcs, weights, registry
+
+
+def dry_run_rewards(funcs: list[Any], rows: list[dict[str, Any]]) -> None:
+    """Call every reward on ~8 rows (their reference completions) before any model is loaded."""
+    import rewards
+
+    sample = []
+    for row in rows[:8]:
+        completion = row.get("completion") or row.get("solution") or row.get("answer") or ""
+        sample.append({**row, "completion": [{"role": "assistant", "content": str(completion)}]})
+    results = rewards.dry_run([getattr(f, "fn", f) for f in funcs], sample, n=8)
+    rewards.check_dry_run(results)
+
+
+def train(
+    spec: RunSpec,
+    run_dir: Path | None = None,
+    runs_dir: Path | None = None,
+    resume: bool = False,
+    progress_bar: bool = True,
+    log: Callable[[str], None] = print,
+) -> RunResult:
+    """Run `spec` to completion in this process, writing the run folder. Never raises for run errors:
+    they end in status `failed` with the error and traceback. SpecError is raised before a folder is made."""
+    if not resume:
+        spec.validate()
+    if resume:
+        assert run_dir is not None
+    run_dir = runs.create_run_dir(spec, runs_dir, run_dir) if not resume else Path(run_dir)
+    stop = StopFlag(run_dir)
+    stop.install()
+    (run_dir / runs.STOP_FILE).unlink(missing_ok=True)
+    runs.update_status(
+        run_dir, state="running", started_at=time.time(), error=None, traceback=None, max_steps=spec.training.max_steps,
+        **pid_info(),
+    )
+    try:
+        return _train(spec, run_dir, resume, stop, progress_bar, log)
+    except BaseException as exc:  # the run folder records every way a run can end
+        message = str(exc) or type(exc).__name__
+        state = "stopped" if isinstance(exc, KeyboardInterrupt) else "failed"
+        runs.update_status(
+            run_dir, state=state, error=message, error_type=type(exc).__name__, traceback=traceback.format_exc(),
+            ended_at=time.time(),
+        )
+        log(f"Run {state}: {message}")
+        return RunResult(run_dir, state, message)
+    finally:
+        _close_rewards()
+
+
+_OPEN_REWARDS: list[Any] = []
+
+
+def _close_rewards() -> None:
+    for fn in _OPEN_REWARDS:
+        close = getattr(getattr(fn, "fn", fn), "close", None)
+        if close:
+            try:
+                close()
+            except Exception:
+                pass
+    _OPEN_REWARDS.clear()
+
+
+def _train(spec: RunSpec, run_dir: Path, resume: bool, stop: Any, progress_bar: bool, log: Callable[[str], None]) -> RunResult:
+    from app.engine.backend import check_backend_request, choose_backend
+
+    problem = check_backend_request(spec)
+    if problem:
+        raise RunFailed(problem)
+    info = choose_backend(spec.backend, spec.dtype)  # before anything imports trl
+    runs.update_status(run_dir, backend=info.name, device=info.device, dtype=info.dtype, backend_reason=info.reason)
+    log(f"Backend: {info.name} on {info.device} ({info.dtype}); {info.reason}")
+
+    from app.engine.data import load_data, to_trl_dataset
+    from app.engine.evaluate import evaluate, primary_reward_name
+    from app.engine.models import resolve_model
+
+    data = load_data(spec.data)
+    funcs, weights, registry = build_rewards(spec)
+    _OPEN_REWARDS.extend(funcs)
+    if funcs:
+        dry_run_rewards(funcs, data.train)
+    names = [f.__name__ for f in funcs]
+    accuracy_reward = primary_reward_name(names, registry)
+
+    model_path = resolve_model(spec.model, progress=lambda f, m: log(f"[model {f:.0%}] {m}"))
+    runs.update_status(run_dir, model_path=model_path)
+    from app.engine.backend import load_model
+
+    model, tokenizer, peft_cfg = load_model(spec, info, model_path)
+    unsloth = info.name == "unsloth"
+    eval_tokens = spec.logging.eval_max_new_tokens or spec.generation.max_completion_length
+
+    def run_eval(step: int) -> dict[str, Any]:
+        if not data.eval or not funcs:
+            return {}
+        result = evaluate(
+            model, tokenizer, data.eval, funcs, weights, accuracy_reward=accuracy_reward,
+            system_prompt=spec.data.system_prompt, max_new_tokens=eval_tokens, unsloth=unsloth,
+        )
+        acc = f"{result.accuracy:.1%}" if result.accuracy is not None else "n/a"
+        log(f"[eval step {step}] accuracy {acc}, reward {result.reward}, {result.seconds:.1f} s")
+        return {**result.metrics(), "eval/samples": result.samples}
+
+    if spec.logging.eval_at_start and not resume:
+        metrics = run_eval(0)
+        if metrics:
+            runs.append_jsonl(run_dir / "metrics.jsonl", {"step": 0, "time": time.time(), **metrics})
+
+    train_ds = to_trl_dataset(data.train, spec.method, spec.data.system_prompt)
+    trainer = _build_trainer(spec, info, model, tokenizer, peft_cfg, train_ds, funcs, weights, run_dir)
+    from app.engine.callbacks import ProgressBarCallback, RunFolderCallback
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    import rewards
+
+    folder_cb = RunFolderCallback(
+        run_dir, stop, sample_every=spec.logging.sample_every, eval_every=spec.logging.eval_every,
+        evaluate=run_eval, guarded_rewards=funcs,
+        failure_check=(lambda: rewards.check_failure_threshold(funcs, max_rate=spec.reward_max_failure_rate)) if funcs else None,
+    )
+    folder_cb.trainer = trainer
+    trainer.add_callback(folder_cb)
+    for cb in (ProgressCallback, PrinterCallback):
+        trainer.remove_callback(cb)
+    trainer.add_callback(ProgressBarCallback(enabled=progress_bar))
+
+    checkpoint = runs.latest_checkpoint(run_dir) if resume else None
+    if resume and checkpoint is None:
+        log("No complete checkpoint found: starting this run again from step 0.")
+    runs.update_status(run_dir, resumed_from=str(checkpoint) if checkpoint else None)
+    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    model = trainer.model  # TRL may have wrapped it (PEFT)
+
+    if folder_cb.failure is not None:
+        raise RunFailed(str(folder_cb.failure))
+    if folder_cb.stopped:
+        ckpt = runs.latest_checkpoint(run_dir)
+        runs.update_status(
+            run_dir, state="stopped", ended_at=time.time(), error=None, stop_reason=stop.reason,
+            checkpoint=str(ckpt) if ckpt else None, step=trainer.state.global_step,
+        )
+        log(f"Stopped at step {trainer.state.global_step} ({stop.reason}); resume with: python -m app.train --resume {run_dir}")
+        return RunResult(run_dir, "stopped")
+
+    adapter_dir = run_dir / "adapter"
+    trainer.save_model(str(adapter_dir))
+    getattr(tokenizer, "tokenizer", tokenizer).save_pretrained(str(adapter_dir))
+    final: dict[str, Any] = {}
+    if spec.logging.eval_at_end:
+        final = run_eval(trainer.state.global_step)
+        if final:
+            runs.append_jsonl(run_dir / "metrics.jsonl", {"step": trainer.state.global_step, "time": time.time(), **final, "final": True})
+    runs.update_status(
+        run_dir, state="finished", ended_at=time.time(), step=trainer.state.global_step, adapter=str(adapter_dir),
+        final_eval={k: v for k, v in final.items() if k != "eval/samples"},
+    )
+    log(f"Finished: {run_dir}")
+    return RunResult(run_dir, "finished", final_metrics=final)
+
+
+def _common_args(spec: RunSpec, info: Any, run_dir: Path) -> dict[str, Any]:
+    t, lg = spec.training, spec.logging
+    cuda = info.device.startswith("cuda")
+    return dict(
+        output_dir=str(run_dir / "checkpoints"),
+        learning_rate=t.learning_rate,
+        max_steps=t.max_steps,
+        per_device_train_batch_size=t.per_device_train_batch_size,
+        gradient_accumulation_steps=t.gradient_accumulation_steps,
+        warmup_steps=t.warmup_ratio,  # transformers 5: a float in [0, 1) is a ratio of the steps
+        lr_scheduler_type=t.lr_scheduler_type,
+        weight_decay=t.weight_decay,
+        max_grad_norm=t.max_grad_norm,
+        optim=t.optim,
+        gradient_checkpointing=t.gradient_checkpointing and info.name != "unsloth",
+        logging_steps=lg.logging_steps,
+        save_strategy="steps",
+        save_steps=lg.save_steps,
+        save_total_limit=lg.save_total_limit,
+        seed=spec.seed,
+        data_seed=spec.seed,
+        report_to=[],
+        use_cpu=not cuda,
+        bf16=cuda and info.dtype == "bfloat16",
+        fp16=cuda and info.dtype == "float16",
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+    )
+
+
+def _build_trainer(spec, info, model, tokenizer, peft_cfg, train_ds, funcs, weights, run_dir):
+    common = _common_args(spec, info, run_dir)
+    g = spec.generation
+    if spec.method == "grpo":
+        from trl import GRPOConfig, GRPOTrainer
+
+        cfg = GRPOConfig(
+            **common,
+            num_generations=g.num_generations,
+            max_completion_length=g.max_completion_length,
+            temperature=g.temperature,
+            top_p=g.top_p,
+            loss_type=spec.grpo.loss_type,
+            beta=spec.grpo.beta,
+            epsilon=spec.grpo.epsilon,
+            epsilon_high=spec.grpo.epsilon_high if spec.grpo.epsilon_high is not None else spec.grpo.epsilon,
+            scale_rewards=spec.grpo.scale_rewards,
+            mask_truncated_completions=spec.grpo.mask_truncated_completions,
+            num_iterations=spec.grpo.num_iterations,
+            reward_weights=list(weights),
+            log_completions=False,
+            use_vllm=False,
+        )
+        return GRPOTrainer(
+            model=model, processing_class=tokenizer, reward_funcs=list(funcs), args=cfg, train_dataset=train_ds,
+            peft_config=peft_cfg,
+        )
+    from trl import SFTConfig, SFTTrainer
+
+    cfg = SFTConfig(
+        **common,
+        max_length=g.max_length,
+        loss_type="dft" if spec.method == "dft" else "nll",
+        packing=False,
+    )
+    return SFTTrainer(model=model, processing_class=tokenizer, args=cfg, train_dataset=train_ds, peft_config=peft_cfg)
+
+
+def train_from_yaml(path: str | Path, **kwargs: Any) -> RunResult:
+    return train(RunSpec.load(path), **kwargs)
+
+
+__all__ = ["train", "train_from_yaml", "RunResult", "RunFailed", "SpecError"]
