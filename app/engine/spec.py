@@ -291,6 +291,11 @@ def _coerce(tp: Any, value: Any, name: str) -> Any:
             raise SpecError(name, f"expected an integer, got {value!r}")
         return value
     if tp is float:
+        if isinstance(value, str):  # YAML 1.1 reads "5e-4" (no dot) as text
+            try:
+                return float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise SpecError(name, f"expected a number, got {value!r}")
         return float(value)

@@ -43,8 +43,11 @@ class StopFlag:
         def handler(signum: int, _frame: Any) -> None:
             self.signalled = signal.Signals(signum).name
 
-        signal.signal(signal.SIGTERM, handler)
-        signal.signal(signal.SIGINT, handler)
+        self._previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    def uninstall(self) -> None:
+        for sig, previous in getattr(self, "_previous", {}).items():
+            signal.signal(sig, previous)
 
     @property
     def requested(self) -> bool:
@@ -130,6 +133,7 @@ def train(
         log(f"Run {state}: {message}")
         return RunResult(run_dir, state, message)
     finally:
+        stop.uninstall()
         _close_rewards()
 
 

@@ -1,0 +1,440 @@
+"""Which fine-tuning method fits: the decision tree as data, a pure `recommend()`, and a drawing of the tree.
+
+The tree (question nodes ask one `Answers` field; "default" is the branch assumed when it is unanswered):
+
+    preferences  Does the data hold preference pairs (prompt / chosen / rejected)?       default: no
+      yes -> dpo_pairs         DPO on the pairs.
+      no  -> labels  Do you have labelled answers (or target completions)?                default: yes
+        no  -> verifiable_unlabelled  Can a program check a completion?                  default: yes
+          yes -> grpo_unlabelled   GRPO: the reward is the only signal needed.
+          no  -> dpo_collect       Collect human preferences, then DPO (RLHF).
+        yes -> verifiable  Can a program check a completion against the label?           default: no
+          yes -> few  Fewer than FEW_EXAMPLES (100) labelled examples?                    default: no
+            yes -> demos_few  Do the labels include worked demonstrations?                default: no
+              yes -> prefix_rft_few    Prefix-RFT: RL from few examples, guided by the demonstrations.
+              no  -> grpo_few          GRPO: RFT wins when labels are scarce.
+            no  -> reasoning  Does step-by-step reasoning help?                           default: yes
+              yes -> demos  Do the labels include worked demonstrations?                  default: no
+                yes -> prefix_rft      Prefix-RFT (alternative: SFT, then GRPO).
+                no  -> dft             DFT: generalises better than SFT on math / reasoning.
+              no  -> sft_short         SFT: short, low-entropy answers gain nothing from DFT.
+          no  -> reasoning_open  Does step-by-step reasoning help?                        default: no
+            yes -> dft_open            DFT on the reasoning-heavy completions.
+            no  -> sft_open            SFT on the (factual / short) completions.
+
+An unanswered question takes its default branch; `Recommendation.missing` lists the unanswered questions on the
+path whose other branch leads to a different method. `tree_figure()` draws the tree with a path highlighted.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+import plotly.graph_objects as go
+
+from app.engine.profile import DatasetProfile
+
+FEW_EXAMPLES = 100  # below this many labelled examples RFT beats imitation (SFT memorises)
+LONG_COMPLETION_TOKENS = 256  # room for a worked solution when reasoning helps
+SHORT_COMPLETION_TOKENS = 32  # a direct answer
+LORA_LEARNING_RATE = 2e-4  # LoRA on a ~135M model for tens of steps on a CPU (as in recipes/)
+DPO_LEARNING_RATE = 5e-5  # preference optimisation drifts fast: a smaller step
+MAX_STEPS = 40
+BATCH_SIZE = 16  # a multiple of NUM_GENERATIONS (GRPO requires it)
+DPO_BATCH_SIZE = 8  # each row is a pair: two sequences
+MAX_LENGTH_SHORT = 256  # prompt + direct answer, in tokens
+MAX_LENGTH_LONG = 512  # prompt + worked solution
+NUM_GENERATIONS = 8
+
+METHOD_NAMES = {"sft": "SFT", "dft": "DFT", "grpo": "GRPO", "prefix_rft": "Prefix-RFT", "dpo": "DPO"}
+QUESTIONS: dict[str, str] = {
+    "has_preferences": "Does the data hold preference pairs (a prompt with a chosen and a rejected reply)?",
+    "has_labels": "Do you have labelled answers or target completions for your prompts?",
+    "verifiable": "Can a program check whether a completion is correct (a number, a test, a format)?",
+    "n_examples": "How many labelled examples do you have?",
+    "reasoning_helps": "Does working step by step (chain-of-thought) help on this task?",
+    "has_demonstrations": "Do the labels include worked demonstrations (reasoning that leads to the answer)?",
+}
+
+
+@dataclass
+class Answers:
+    """The user's answers to the tree's questions; None means not answered (the default branch is assumed)."""
+
+    has_labels: bool | None = None  # labelled answers / target completions exist
+    verifiable: bool | None = None  # a program can check a completion
+    n_examples: int | None = None  # labelled examples (rows, when unlabelled)
+    reasoning_helps: bool | None = None  # chain-of-thought helps on the task
+    has_demonstrations: bool | None = None  # labels include worked solutions
+    has_preferences: bool | None = None  # rows are prompt / chosen / rejected pairs
+    rewards: list[str] | None = None  # not a question: registry rewards that check the answers (from the profile)
+
+
+@dataclass(frozen=True)
+class Branch:
+    """An edge: taken when the node's question is answered `value`."""
+
+    value: bool  # for n_examples: whether n_examples < FEW_EXAMPLES
+    label: str  # edge label in the drawing
+    target: str  # id of the child node
+    phrase: str  # clause for the recommendation paragraph, e.g. "you have labelled answers"
+
+
+@dataclass(frozen=True)
+class Node:
+    """A question (field + branches) or a leaf (method + explanation)."""
+
+    id: str
+    short: str  # label in the drawing ("<br>" breaks lines)
+    question: str | None = None  # full question text (question nodes)
+    field: str | None = None  # the Answers field the question reads
+    default: bool | None = None  # branch value assumed when the field is unanswered
+    branches: tuple[Branch, ...] = ()
+    method: str | None = None  # leaves: sft, dft, grpo, prefix_rft or dpo
+    title: str | None = None  # leaves: headline of the recommendation
+    rationale: str | None = None  # leaves: why the method fits
+    alternatives: tuple[tuple[str, str], ...] = ()  # leaves: (method, when it would be the better choice)
+
+    @property
+    def is_leaf(self) -> bool:
+        return self.method is not None
+
+
+@dataclass
+class Recommendation:
+    """The method the tree recommends for some answers, and why."""
+
+    method: str  # sft, dft, grpo, prefix_rft or dpo
+    title: str
+    paragraph: str  # why, citing the answers (assumed ones marked)
+    path: list[str]  # node ids from the root to the leaf
+    alternatives: list[tuple[str, str]]  # (method, why)
+    suggested_rewards: list[str]  # registry reward names (training rewards for RL, evaluation otherwise)
+    missing: list[str]  # unanswered Answers fields whose answer could change the method
+    spec_overrides: dict[str, Any]  # RunSpec fields (nested by section) that suit the method on a small model
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _question(node_id: str, short: str, field_name: str, default: bool, yes: tuple[str, str], no: tuple[str, str],
+              labels: tuple[str, str] = ("yes", "no")) -> Node:
+    """A yes/no node; `yes`/`no` are (target id, paragraph phrase)."""
+    return Node(
+        id=node_id, short=short, question=QUESTIONS[field_name], field=field_name, default=default,
+        branches=(Branch(True, labels[0], yes[0], yes[1]), Branch(False, labels[1], no[0], no[1])),
+    )
+
+
+_NODES: tuple[Node, ...] = (
+    _question("preferences", "Preference<br>pairs?", "has_preferences", False,
+              ("dpo_pairs", "the data holds preference pairs (chosen and rejected replies)"),
+              ("labels", "the data holds no preference pairs")),
+    Node("dpo_pairs", "DPO<br>(pairs)", method="dpo", title="DPO on your preference pairs",
+         rationale="DPO learns directly from which reply was preferred, with no reward function and no separate "
+         "reward model to train.",
+         alternatives=(("sft", "SFT on the chosen replies only, if the rejected ones are of little use."),)),
+    _question("labels", "Labelled<br>answers?", "has_labels", True,
+              ("verifiable", "you have labelled answers"), ("verifiable_unlabelled", "you have no labelled answers")),
+    _question("verifiable_unlabelled", "Program<br>can check?", "verifiable", True,
+              ("grpo_unlabelled", "a program can check whether a completion is correct"),
+              ("dpo_collect", "no program can check a completion")),
+    Node("grpo_unlabelled", "GRPO<br>(no labels)", method="grpo", title="GRPO with a checking reward",
+         rationale="GRPO needs no labelled answers: it samples several completions per prompt and the reward that "
+         "checks them supplies the whole learning signal.",
+         alternatives=(("prefix_rft", "Prefix-RFT, if you can write a few worked demonstrations."),)),
+    Node("dpo_collect", "Collect<br>prefs → DPO", method="dpo", title="Collect human preferences, then DPO (RLHF)",
+         rationale="without labels or an automatic check the remaining signal is human judgement: sample two "
+         "replies per prompt, let a person pick the better one, and train on those preference pairs with DPO.",
+         alternatives=(("sft", "SFT, if you can write target completions instead."),)),
+    _question("verifiable", "Program<br>can check?", "verifiable", False,
+              ("few", "a program can check a completion against the label"),
+              ("reasoning_open", "no program can check a completion (free-form answers)")),
+    _question("few", "Under 100<br>examples?", "n_examples", False,
+              ("demos_few", "you have fewer than 100 labelled examples{count}"),
+              ("reasoning", "you have 100 or more labelled examples{count}"), labels=("under 100", "100 or more")),
+    _question("demos_few", "Worked<br>demos?", "has_demonstrations", False,
+              ("prefix_rft_few", "the labels include worked demonstrations"),
+              ("grpo_few", "the labels hold no worked demonstrations")),
+    Node("prefix_rft_few", "Prefix-RFT<br>(few)", method="prefix_rft", title="Prefix-RFT guided by your demonstrations",
+         rationale="with fewer than 100 examples imitation memorises, while RL from a checking reward keeps "
+         "learning; Prefix-RFT lets the model continue from a prefix of each demonstration, shortened over training, "
+         "so the demonstrations guide early rollouts and the reward does the rest.",
+         alternatives=(("grpo", "Plain GRPO, if the demonstrations are of uneven quality."),)),
+    Node("grpo_few", "GRPO<br>(few labels)", method="grpo", title="GRPO (reinforcement fine-tuning)",
+         rationale="with fewer than 100 examples SFT tends to memorise them, whereas GRPO samples its own attempts "
+         "and learns from the reward that checks them: RFT wins when labels are scarce and answers are checkable.",
+         alternatives=(("sft", "SFT, if the base model almost never answers right (GRPO then has no signal)."),)),
+    _question("reasoning", "Reasoning<br>helps?", "reasoning_helps", True,
+              ("demos", "step-by-step reasoning helps"), ("sft_short", "the answers are short and direct")),
+    _question("demos", "Worked<br>demos?", "has_demonstrations", False,
+              ("prefix_rft", "the labels include worked demonstrations"),
+              ("dft", "the labels hold final answers without worked demonstrations")),
+    Node("prefix_rft", "Prefix-RFT", method="prefix_rft", title="Prefix-RFT: demonstrations and rewards together",
+         rationale="demonstrations and a checking reward are both there, so Prefix-RFT uses both: the model "
+         "continues from a prefix of a worked demonstration whose length decays over training, learning from "
+         "imitation early and from the reward later.",
+         alternatives=(("sft", "SFT on the demonstrations, then GRPO from that checkpoint (two runs)."),
+                       ("dft", "DFT alone, if rollouts are too slow to sample."))),
+    Node("dft", "DFT", method="dft", title="DFT (Dynamic Fine-Tuning)",
+         rationale="DFT is SFT with each token's loss scaled by the model's own probability, and it generalises "
+         "better than SFT on math and reasoning tasks; the checking reward still measures progress.",
+         alternatives=(("grpo", "GRPO, if the base model already solves some problems (the reward then teaches)."),
+                       ("sft", "SFT, if the answers turn out to be near-deterministic."))),
+    Node("sft_short", "SFT<br>(short)", method="sft", title="SFT (supervised fine-tuning)",
+         rationale="short, near-deterministic (low-entropy) answers such as factual replies are where plain SFT "
+         "beats DFT, whose probability weighting helps little; the checking reward measures progress.",
+         alternatives=(("grpo", "GRPO, if the model already answers some prompts correctly and labels are few."),)),
+    _question("reasoning_open", "Reasoning<br>helps?", "reasoning_helps", False,
+              ("dft_open", "step-by-step reasoning helps"), ("sft_open", "the answers are short or factual")),
+    Node("dft_open", "DFT<br>(open)", method="dft", title="DFT (Dynamic Fine-Tuning)",
+         rationale="without a reward, learning from the labelled completions is the way; on reasoning-heavy "
+         "completions DFT generalises better than plain SFT.",
+         alternatives=(("sft", "SFT, if the completions are short or factual."),
+                       ("dpo", "DPO, once you can collect preferences between replies."))),
+    Node("sft_open", "SFT<br>(open)", method="sft", title="SFT (supervised fine-tuning)",
+         rationale="without a reward, learning from the labelled completions is the way, and for short or factual "
+         "(low-entropy) answers plain SFT is better than DFT.",
+         alternatives=(("dpo", "DPO, once you can collect preferences between replies."),)),
+)
+_BY_ID: dict[str, Node] = {node.id: node for node in _NODES}
+ROOT = "preferences"
+
+
+def tree_nodes() -> list[Node]:
+    """All nodes, root first, in depth-first order (yes-branch first)."""
+    order: list[Node] = []
+
+    def visit(node_id: str) -> None:
+        node = _BY_ID[node_id]
+        order.append(node)
+        for branch in node.branches:
+            visit(branch.target)
+
+    visit(ROOT)
+    return order
+
+
+# -- recommending ---------------------------------------------------------------------------------------------
+def _answer(node: Node, answers: Answers) -> bool | None:
+    value = getattr(answers, node.field)
+    if node.field == "n_examples" and value is not None:
+        return value < FEW_EXAMPLES
+    return value
+
+
+def _methods_below(node_id: str) -> set[str]:
+    node = _BY_ID[node_id]
+    if node.is_leaf:
+        return {node.method}
+    return set().union(*(_methods_below(b.target) for b in node.branches))
+
+
+def recommend(answers: Answers) -> Recommendation:
+    """Walk the tree with `answers` (unanswered questions take their default branch) and explain the leaf."""
+    path: list[str] = []
+    phrases: list[str] = []  # the user's answers, as clauses
+    assumed: list[str] = []  # default branches taken for unanswered questions
+    missing: list[str] = []
+    node = _BY_ID[ROOT]
+    taken: list[tuple[Node, Branch]] = []
+    while not node.is_leaf:
+        path.append(node.id)
+        value = _answer(node, answers)
+        branch = next(b for b in node.branches if b.value == (node.default if value is None else value))
+        phrase = branch.phrase.format(count=f" ({answers.n_examples:,})" if answers.n_examples is not None else "")
+        (assumed if value is None else phrases).append(phrase)
+        taken.append((node, branch))
+        node = _BY_ID[branch.target]
+    path.append(node.id)
+    for question, branch in taken:
+        if getattr(answers, question.field) is None:
+            others = set().union(*(_methods_below(b.target) for b in question.branches if b is not branch))
+            if others - {node.method}:
+                missing.append(question.field)
+
+    rewards = _rewards(node, answers)
+    return Recommendation(
+        method=node.method,
+        title=node.title,
+        paragraph=_paragraph(node, phrases, assumed, missing, rewards),
+        path=path,
+        alternatives=list(node.alternatives),
+        suggested_rewards=rewards,
+        missing=missing,
+        spec_overrides=_spec_overrides(node.method, answers, rewards),
+    )
+
+
+def _paragraph(leaf: Node, phrases: list[str], assumed: list[str], missing: list[str], rewards: list[str]) -> str:
+    parts = []
+    if phrases:
+        because = _join(phrases)
+        parts.append(f"{because[0].upper()}{because[1:]}, so {METHOD_NAMES[leaf.method]} fits: {leaf.rationale}")
+    else:
+        parts.append(f"{METHOD_NAMES[leaf.method]} is the most likely fit: {leaf.rationale}")
+    if assumed:
+        parts.append(f"Assumed because not answered: {_join(assumed)}.")
+    if missing:
+        questions = _join([f"“{QUESTIONS[m]}”" for m in missing])
+        parts.append(f"Answering {questions} could change the recommendation.")
+    if rewards and leaf.method in ("grpo", "prefix_rft"):
+        parts.append(f"Suggested reward: {', '.join(rewards)}.")
+    elif leaf.method in ("grpo", "prefix_rft"):
+        parts.append("Pick or write a reward function that checks a completion before training.")
+    return " ".join(parts)
+
+
+def _join(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
+
+
+def _rewards(leaf: Node, answers: Answers) -> list[str]:
+    """Rewards that check the answers: trained on by RL methods, used for held-out evaluation by SFT/DFT."""
+    if leaf.method == "dpo" or answers.verifiable is False:
+        return []
+    rewards = list(answers.rewards or [])
+    if not rewards and answers.has_labels is not False and leaf.method in ("grpo", "prefix_rft"):
+        return ["exact_answer"]  # labels exist but their kind is unknown: compare with the label
+    return rewards
+
+
+def _spec_overrides(method: str, answers: Answers, rewards: list[str]) -> dict[str, Any]:
+    """RunSpec fields (nested like RunSpec.to_dict) for `method` with a small model on a CPU."""
+    long = answers.reasoning_helps is True
+    completion = LONG_COMPLETION_TOKENS if long else SHORT_COMPLETION_TOKENS
+    max_length = MAX_LENGTH_LONG if long else MAX_LENGTH_SHORT
+    spec: dict[str, Any] = {"method": method}
+    if method == "dpo":
+        spec["training"] = {
+            "learning_rate": DPO_LEARNING_RATE, "max_steps": MAX_STEPS, "per_device_train_batch_size": DPO_BATCH_SIZE
+        }
+        spec["generation"] = {"max_length": max_length}
+        return spec
+    spec["rewards"] = [{"name": name, "weight": 1.0} for name in rewards[:1]]  # one primary reward to start
+    spec["training"] = {
+        "learning_rate": LORA_LEARNING_RATE, "max_steps": MAX_STEPS, "per_device_train_batch_size": BATCH_SIZE
+    }
+    if method in ("grpo", "prefix_rft"):
+        spec["generation"] = {
+            "num_generations": NUM_GENERATIONS, "max_completion_length": completion, "temperature": 1.0
+        }
+        spec["grpo"] = {"loss_type": "dapo", "beta": 0.0}
+    else:  # sft / dft: completion length only matters for evaluation
+        spec["generation"] = {"max_length": max_length, "max_completion_length": completion}
+    return spec
+
+
+def answers_from_profile(profile: DatasetProfile) -> tuple[Answers, dict[str, str]]:
+    """Pre-answers from a dataset profile, with the sentence behind each (fields left None are not given)."""
+    reasons: dict[str, str] = {}
+    preference = profile.format == "preference"
+    reasons["has_preferences"] = (
+        "The rows hold prompt / chosen / rejected preference pairs." if preference
+        else "There are no chosen / rejected columns, so the data holds no preference pairs."
+    )
+    if profile.format == "text":
+        has_labels, n = True, profile.n_rows
+        reasons["has_labels"] = "Each row's text is itself the training target (plain language-model data)."
+        verifiable = False
+        reasons["verifiable"] = "Plain text has no separate answer that a program could check."
+    else:
+        has_labels = profile.n_labelled > 0
+        n = profile.n_labelled if has_labels else profile.n_rows
+        reasons["has_labels"] = (
+            f"{profile.n_labelled:,} of {profile.n_rows:,} rows ({profile.labelled_share:.0%}) have a non-empty "
+            f"'{profile.answer_column}'." if has_labels else "No column holds answers or target completions."
+        )
+        verifiable = profile.verifiable
+        reasons["verifiable"] = " ".join(profile.reasons)
+    reasons["n_examples"] = f"The dataset has {n:,} {'labelled ' if has_labels else ''}rows."
+    reasons["reasoning_helps"] = profile.reasoning_reason
+    reasons["has_demonstrations"] = profile.demonstration_reason
+    answers = Answers(
+        has_labels=has_labels,
+        verifiable=verifiable,
+        n_examples=n,
+        reasoning_helps=profile.reasoning_helps,
+        has_demonstrations=profile.demonstration_column is not None,
+        has_preferences=preference,
+        rewards=list(profile.suggested_rewards),
+    )
+    return answers, reasons
+
+
+# -- drawing --------------------------------------------------------------------------------------------------
+PATH_COLOR = "#e4572e"
+LEAF_COLOR = "#2e86ab"
+IDLE_COLOR = "#b8b8b8"
+
+
+def _layout() -> dict[str, tuple[float, float]]:
+    """(x, y) per node: leaves one unit apart in depth-first order, parents centred over their children, one row
+    per depth. Every edge spans one row and sibling subtrees never share x, so boxes and edges do not overlap."""
+    positions: dict[str, tuple[float, float]] = {}
+    next_x = [0.0]
+
+    def place(node_id: str, depth: int) -> float:
+        node = _BY_ID[node_id]
+        if node.is_leaf:
+            x = next_x[0]
+            next_x[0] += 1
+        else:
+            xs = [place(b.target, depth + 1) for b in node.branches]
+            x = sum(xs) / len(xs)
+        positions[node_id] = (x, -float(depth))
+        return x
+
+    place(ROOT, 0)
+    return positions
+
+
+def tree_figure(path: list[str] | None = None) -> go.Figure:
+    """The decision tree as a plotly figure; the nodes and edges of `path` (node ids, root first) highlighted."""
+    path = path or []
+    on_path = set(path)
+    path_edges = set(zip(path, path[1:]))
+    pos = _layout()
+    fig = go.Figure()
+    idle: tuple[list, list] = ([], [])
+    chosen: tuple[list, list] = ([], [])
+    for node in _NODES:
+        for branch in node.branches:
+            (x0, y0), (x1, y1) = pos[node.id], pos[branch.target]
+            highlighted = (node.id, branch.target) in path_edges
+            xs, ys = chosen if highlighted else idle
+            xs += [x0, x1, None]
+            ys += [y0, y1, None]
+            fig.add_annotation(
+                x=(x0 + x1) / 2, y=(y0 + y1) / 2, text=branch.label, showarrow=False,
+                font=dict(size=11, color=PATH_COLOR if highlighted else "#666666"), bgcolor="white",
+            )
+    fig.add_trace(go.Scatter(x=idle[0], y=idle[1], mode="lines", name="edges", hoverinfo="skip",
+                             line=dict(color=IDLE_COLOR, width=1.5)))
+    fig.add_trace(go.Scatter(x=chosen[0], y=chosen[1], mode="lines", name="chosen path", hoverinfo="skip",
+                             line=dict(color=PATH_COLOR, width=4)))
+    for node in _NODES:
+        x, y = pos[node.id]
+        visited = node.id in on_path
+        fill = (PATH_COLOR if visited else "white") if not node.is_leaf else (PATH_COLOR if visited else "#e8f1f6")
+        fig.add_annotation(
+            x=x, y=y, text=f"<b>{node.short}</b>" if visited else node.short, showarrow=False,
+            font=dict(size=11, color="white" if visited else "#222222"), align="center",
+            bgcolor=fill, bordercolor=PATH_COLOR if visited else (LEAF_COLOR if node.is_leaf else IDLE_COLOR),
+            borderwidth=2, borderpad=4,
+        )
+    fig.add_trace(go.Scatter(  # invisible markers carry the hover text of every node
+        x=[pos[n.id][0] for n in _NODES], y=[pos[n.id][1] for n in _NODES], mode="markers", name="nodes",
+        marker=dict(size=28, opacity=0), customdata=[n.id for n in _NODES],
+        hovertext=[n.question or f"{n.title}: {n.rationale}" for n in _NODES], hoverinfo="text",
+    ))
+    xs = [p[0] for p in pos.values()]
+    ys = [p[1] for p in pos.values()]
+    fig.update_layout(
+        showlegend=False, plot_bgcolor="white", paper_bgcolor="white", height=120 + 80 * (1 - min(ys)),
+        margin=dict(l=10, r=10, t=10, b=10),
+        xaxis=dict(visible=False, range=[min(xs) - 0.6, max(xs) + 0.6]),
+        yaxis=dict(visible=False, range=[min(ys) - 0.5, 0.5]),
+    )
+    return fig

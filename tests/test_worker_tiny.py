@@ -1,0 +1,90 @@
+"""The worker in-process on a tiny random Llama (fast): run folder contents, samples, stop flag, reward failures."""
+from __future__ import annotations
+
+import pytest
+
+from app.engine import runs
+from app.engine.spec import RewardSpec, RunSpec
+from app.engine.worker import train
+
+
+def tiny_spec(model_dir, method: str = "grpo", **overrides) -> RunSpec:
+    spec = RunSpec(
+        method=method,
+        model=str(model_dir),
+        backend="trl",  # keeps Unsloth's import-time patching out of the test process
+        rewards=[RewardSpec(name="numeric_answer")],
+    )
+    settings = {
+        "data.task_params": "{n: 40}",
+        "data.eval_size": 4,
+        "training.max_steps": 2,
+        "training.per_device_train_batch_size": 4,
+        "generation.num_generations": 4,
+        "generation.max_completion_length": 4,
+        "generation.max_length": 64,
+        "logging.save_steps": 1,
+        **overrides,
+    }
+    return spec.with_overrides([f"{k}={v}" for k, v in settings.items()])
+
+
+@pytest.mark.parametrize("method", ["grpo", "sft", "dft"])
+def test_each_method_writes_a_complete_run_folder(tiny_model_dir, tmp_path, method):
+    result = train(tiny_spec(tiny_model_dir, method), runs_dir=tmp_path, progress_bar=False, log=lambda m: None)
+    assert result.state == "finished", runs.read_status(result.run_dir).get("traceback")
+    status = runs.read_status(result.run_dir)
+    assert status["backend"] == "trl" and status["dtype"] == "float32" and status["step"] == 2
+    records = runs.read_jsonl(result.run_dir / "metrics.jsonl")[0]
+    assert [r["step"] for r in records if "loss" in r] == [1, 2]
+    assert [r["step"] for r in records if "eval/accuracy" in r] == [0, 2]
+    assert (result.run_dir / "adapter" / "adapter_model.safetensors").exists()
+    assert [c.name for c in runs.checkpoints(result.run_dir)] == ["checkpoint-1", "checkpoint-2"]
+    if method == "grpo":
+        samples = runs.read_jsonl(result.run_dir / "samples.jsonl")[0]
+        assert len(samples) == 8  # 4 completions × 2 steps
+        assert all(isinstance(s["advantage"], float) for s in samples)
+
+
+def test_stop_file_stops_at_the_next_step_with_a_checkpoint(tiny_model_dir, tmp_path):
+    spec = tiny_spec(tiny_model_dir, **{"training.max_steps": 5, "logging.save_steps": 100})
+    run_dir = runs.create_run_dir(spec, tmp_path)
+    (run_dir / runs.STOP_FILE).write_text("now")
+    # A stale STOP file from before the start is cleared; request the stop once training runs instead.
+    from app.engine import callbacks
+
+    original = callbacks.RunFolderCallback.on_step_begin
+
+    def stop_soon(self, args, state, control, **kw):
+        if state.global_step == 1:
+            runs.request_stop(self.run_dir, signal_worker=False)
+        return original(self, args, state, control, **kw)
+
+    callbacks.RunFolderCallback.on_step_begin = stop_soon
+    try:
+        result = train(spec, run_dir=run_dir, progress_bar=False, log=lambda m: None)
+    finally:
+        callbacks.RunFolderCallback.on_step_begin = original
+    assert result.state == "stopped"
+    status = runs.read_status(run_dir)
+    assert status["state"] == "stopped" and status["step"] == 2
+    assert runs.latest_checkpoint(run_dir).name == "checkpoint-2"
+    assert not (run_dir / "adapter").exists()
+
+
+def test_failing_user_reward_stops_the_run_naming_it(tiny_model_dir, tmp_path):
+    # Passes the dry run (reference answers are integers), fails on the tiny model's random text.
+    source = (
+        "def strict_int(completions, **kwargs):\n"
+        "    return [float(int(c[0]['content'].strip())) for c in completions]\n"
+    )
+    spec = tiny_spec(tiny_model_dir, **{"training.max_steps": 30})
+    spec.rewards = [RewardSpec(name="numeric_answer"), RewardSpec(source=source)]
+    spec.logging.eval_at_start = False
+    result = train(spec, runs_dir=tmp_path, progress_bar=False, log=lambda m: None)
+    assert result.state == "failed"
+    assert "strict_int" in result.error and "invalid literal" in result.error
+    status = runs.read_status(result.run_dir)
+    assert status["state"] == "failed" and status["step"] < 30
+    records = runs.read_jsonl(result.run_dir / "metrics.jsonl")[0]
+    assert any(r.get("reward_errors/strict_int") for r in records)
