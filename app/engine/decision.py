@@ -144,7 +144,7 @@ _NODES: tuple[Node, ...] = (
          rationale="GRPO needs no labelled answers: it samples several completions per prompt and the reward that "
          "checks them supplies the whole learning signal.",
          alternatives=(("prefix_rft", "Prefix-RFT, if you can write a few worked demonstrations."),)),
-    Node("dpo_collect", "Collect<br>prefs → DPO", method="dpo", title="Collect human preferences, then DPO (RLHF)",
+    Node("dpo_collect", "DPO<br>(collect)", method="dpo", title="Collect human preferences, then DPO (RLHF)",
          rationale="without labels or an automatic check the remaining signal is human judgement: sample two "
          "replies per prompt, let a person pick the better one, and train on those preference pairs with DPO.",
          alternatives=(("sft", "SFT, if you can write target completions instead."),)),
@@ -162,7 +162,7 @@ _NODES: tuple[Node, ...] = (
          "learning; Prefix-RFT lets the model continue from a prefix of each demonstration, shortened over training, "
          "so the demonstrations guide early rollouts and the reward does the rest.",
          alternatives=(("grpo", "Plain GRPO, if the demonstrations are of uneven quality."),)),
-    Node("grpo_few", "GRPO<br>(few labels)", method="grpo", title="GRPO (reinforcement fine-tuning)",
+    Node("grpo_few", "GRPO<br>(few)", method="grpo", title="GRPO (reinforcement fine-tuning)",
          rationale="with fewer than 100 examples SFT tends to memorise them, whereas GRPO samples its own attempts "
          "and learns from the reward that checks them: RFT wins when labels are scarce and answers are checkable.",
          alternatives=(("sft", "SFT, if the base model almost never answers right (GRPO then has no signal)."),)),
