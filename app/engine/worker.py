@@ -160,6 +160,10 @@ def _train(spec: RunSpec, run_dir: Path, resume: bool, stop: Any, progress_bar: 
     info = choose_backend(spec.backend, spec.dtype)  # before anything imports trl
     runs.update_status(run_dir, backend=info.name, device=info.device, dtype=info.dtype, backend_reason=info.reason)
     log(f"Backend: {info.name} on {info.device} ({info.dtype}); {info.reason}")
+    if info.name == "trl":
+        from app.engine.cpu_kernels import ensure_trl_logprob_kernel
+
+        ensure_trl_logprob_kernel()
 
     from app.engine.data import load_data, to_trl_dataset
     from app.engine.evaluate import evaluate, primary_reward_name

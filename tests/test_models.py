@@ -1,0 +1,46 @@
+"""Model resolution: the embedded default model (GGUF → cached HF folder), local folders, hub ids."""
+from __future__ import annotations
+
+import pytest
+
+from app.engine import models
+from app.engine.models import ModelNotFound, classify_model
+
+
+def test_names_are_classified_without_loading(tiny_model_dir, tmp_path):
+    assert classify_model("default") == ("default", models.DEFAULT_MODEL)
+    assert classify_model("SmolLM2-135M-Instruct")[0] == "default"
+    assert classify_model(str(tiny_model_dir)) == ("folder", str(tiny_model_dir.resolve()))
+    assert classify_model("HuggingFaceTB/SmolLM2-360M-Instruct") == ("hub", "HuggingFaceTB/SmolLM2-360M-Instruct")
+    with pytest.raises(ModelNotFound, match="does not exist"):
+        classify_model("./no/such/model")
+    with pytest.raises(ModelNotFound, match="no config.json"):
+        classify_model(str(tmp_path))
+    with pytest.raises(ModelNotFound, match="hub id"):
+        classify_model("not a model")
+
+
+@pytest.mark.e2e
+def test_default_model_converts_once_into_a_trainable_folder():
+    from transformers import AutoConfig, AutoTokenizer
+
+    path = models.ensure_default_model()
+    assert (path / models.CONVERSION_MARKER).exists()
+    config = AutoConfig.from_pretrained(path)
+    assert getattr(config, "quantization_config", None) is None  # the Trainer refuses GGUF-quantized models
+    tok = AutoTokenizer.from_pretrained(path)
+    # The GGUF metadata says EOS = <|im_start|>; generation must stop at the end of the assistant turn.
+    assert tok.eos_token == "<|im_end|>" and tok.eos_token_id == config.eos_token_id
+    assert tok.pad_token is not None
+    assert models.resolve_model("default") == str(path)  # the cached folder, no new conversion
+
+
+def test_conversion_reports_progress(monkeypatch, tmp_path):
+    monkeypatch.setenv("RFT_WORKBENCH_CACHE", str(tmp_path))
+    seen = []
+    monkeypatch.setattr(models, "_convert_gguf", lambda gguf, target, progress: (target.mkdir(parents=True), (target / models.CONVERSION_MARKER).write_text("x"), progress(1.0, "done")))
+    path = models.ensure_default_model(lambda f, m: seen.append((f, m)))
+    assert path == tmp_path / "models" / models.DEFAULT_MODEL
+    assert seen == [(1.0, "done")]
+    models.ensure_default_model(lambda f, m: seen.append((f, m)))
+    assert len(seen) == 1  # cached: no second conversion
