@@ -6,6 +6,7 @@ and rewards (dry run), load the model, evaluate the base, train, save, evaluate 
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -122,7 +123,8 @@ def train(
         **pid_info(),
     )
     try:
-        return _train(spec, run_dir, resume, stop, progress_bar, log)
+        with contextlib.ExitStack() as cleanup:  # closes sandboxed reward workers however the run ends
+            return _train(spec, run_dir, resume, stop, progress_bar, log, cleanup)
     except BaseException as exc:  # the run folder records every way a run can end
         message = str(exc) or type(exc).__name__
         state = "stopped" if isinstance(exc, KeyboardInterrupt) else "failed"
@@ -134,24 +136,12 @@ def train(
         return RunResult(run_dir, state, message)
     finally:
         stop.uninstall()
-        _close_rewards()
 
 
-_OPEN_REWARDS: list[Any] = []
-
-
-def _close_rewards() -> None:
-    for fn in _OPEN_REWARDS:
-        close = getattr(getattr(fn, "fn", fn), "close", None)
-        if close:
-            try:
-                close()
-            except Exception:
-                pass
-    _OPEN_REWARDS.clear()
-
-
-def _train(spec: RunSpec, run_dir: Path, resume: bool, stop: Any, progress_bar: bool, log: Callable[[str], None]) -> RunResult:
+def _train(
+    spec: RunSpec, run_dir: Path, resume: bool, stop: StopFlag, progress_bar: bool, log: Callable[[str], None],
+    cleanup: contextlib.ExitStack,
+) -> RunResult:
     from app.engine.backend import check_backend_request, choose_backend
 
     problem = check_backend_request(spec)
@@ -171,7 +161,8 @@ def _train(spec: RunSpec, run_dir: Path, resume: bool, stop: Any, progress_bar: 
 
     data = load_data(spec.data)
     funcs, weights, registry = build_rewards(spec)
-    _OPEN_REWARDS.extend(funcs)
+    for fn in funcs:
+        cleanup.callback(fn.close)
     if funcs:
         dry_run_rewards(funcs, data.train)
     names = [f.__name__ for f in funcs]
