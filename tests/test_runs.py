@@ -47,7 +47,7 @@ def test_status_is_replaced_atomically(tmp_path):
 def test_dead_worker_reads_as_failed(tmp_path):
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()
-    runs.update_status(tmp_path, state="running", pid=proc.pid)
+    runs.update_status(tmp_path, state="running", pid=proc.pid, error=None)
     (tmp_path / "spec.yaml").write_text(RunSpec().to_yaml())
     status = runs.read_status(tmp_path)
     assert status["state"] == "failed"

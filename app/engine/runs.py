@@ -152,10 +152,9 @@ def read_status(run_dir: Path) -> dict[str, Any]:
         if not pid_alive(status.get("pid"), status.get("pid_started_at")):
             status = dict(status)
             status["state"] = "failed"
-            status.setdefault(
-                "error",
+            status["error"] = status.get("error") or (
                 f"The training process (pid {status.get('pid')}) ended without a final status: it was killed "
-                "or ran out of memory. Metrics and checkpoints written so far are kept.",
+                "or ran out of memory. Metrics and checkpoints written so far are kept."
             )
             status["detected_dead"] = True
     return status
