@@ -47,6 +47,14 @@ SFT_DYNAMICS: tuple[tuple[str, str, str], ...] = (
     ("learning_rate", "Learning rate", ".1e"),
     ("step_time", "Step time (s)", ""),
 )
+DPO_DYNAMICS: tuple[tuple[str, str, str], ...] = (
+    ("loss", "Loss", ""),
+    ("rewards/accuracies", "Preference accuracy (train batch)", ".0%"),
+    ("logps/chosen", "Log-prob of chosen replies", ""),
+    ("grad_norm", "Gradient norm", ""),
+    ("learning_rate", "Learning rate", ".1e"),
+    ("step_time", "Step time (s)", ""),
+)
 # Why a dynamics panel can be empty, shown inside it.
 EMPTY_REASONS = {
     "kl": "not computed: grpo.beta = 0 (no reference model)",
@@ -251,7 +259,8 @@ def eval_figure(records: Sequence[Record], title: str = "Held-out evaluation (gr
     evals = eval_records(records)
     acc_steps, acc = series(evals, "eval/accuracy")
     rew_steps, rew = series(evals, "eval/reward")
-    if not acc_steps and not rew_steps:
+    pref_steps, pref = series(evals, "eval/preference_accuracy")
+    if not acc_steps and not rew_steps and not pref_steps:
         return empty_figure(title, "No evaluation yet: the base model is evaluated before step 1, the trained "
                                    "model at the end (and every logging.eval_every steps).", EVAL_HEIGHT)
     fig = go.Figure()
@@ -266,11 +275,17 @@ def eval_figure(records: Sequence[Record], title: str = "Held-out evaluation (gr
             x=rew_steps, y=rew, mode="lines+markers", name="mean reward", line=dict(color=TOTAL_COLOR, dash="dot"),
             marker=dict(size=8, symbol="diamond"), hovertemplate="reward %{y:.3f}",
         ))
+    if pref_steps:
+        fig.add_trace(go.Scatter(
+            x=pref_steps, y=pref, mode="lines+markers+text", name="preference accuracy",
+            line=dict(color=PALETTE[3], width=3), marker=dict(size=9, symbol="square"),
+            text=[f"{a:.0%}" for a in pref], textposition="bottom center", hovertemplate="prefers chosen %{y:.1%}",
+        ))
     _layout(fig, title, EVAL_HEIGHT)
-    values = acc + rew
+    values = acc + rew + pref
     lo, hi = min(values + [0.0]), max(values + [1.0])
     fig.update_yaxes(range=[lo - 0.05 * (hi - lo), hi + 0.15 * (hi - lo)])
-    fig.update_xaxes(**_step_axis(acc_steps + rew_steps))
+    fig.update_xaxes(**_step_axis(acc_steps + rew_steps + pref_steps))
     return fig
 
 
@@ -293,7 +308,7 @@ def dynamics_figure(records: Sequence[Record], method: str = "grpo", title: str 
     """A 2×3 grid of the other per-step metrics: GRPO loss, KL, completion length, entropy, learning rate, step
     time; SFT/DFT loss, token accuracy, entropy, gradient norm, learning rate, step time. Empty panels say why."""
     train = train_records(records)
-    panels = GRPO_DYNAMICS if method not in ("sft", "dft") else SFT_DYNAMICS
+    panels = SFT_DYNAMICS if method in ("sft", "dft") else DPO_DYNAMICS if method == "dpo" else GRPO_DYNAMICS
     if not train:
         return empty_figure(title, "Waiting for the first training step…", DYNAMICS_HEIGHT)
     fig = make_subplots(rows=2, cols=3, subplot_titles=[p[1] for p in panels], horizontal_spacing=0.08,
@@ -320,8 +335,7 @@ def dynamics_figure(records: Sequence[Record], method: str = "grpo", title: str 
                 fig.data[-1].customdata = [share.get(s) for s in steps]
                 fig.data[-1].hovertemplate = "length %{y:.1f}, truncated %{customdata:.0%}<extra></extra>"
         fig.update_xaxes(**{k: v for k, v in _step_axis(steps).items() if k != "title"}, row=row, col=col)
-        if fmt:
-            fig.update_yaxes(tickformat=fmt, row=row, col=col)
+        fig.update_yaxes(tickformat=fmt or None, exponentformat="e", row=row, col=col)
         if key == "learning_rate" and len(set(values)) == 1:
             v = values[0]
             fig.update_yaxes(range=[v * 0.5, v * 1.5] if v else [-1, 1], row=row, col=col)
@@ -333,10 +347,35 @@ def dynamics_figure(records: Sequence[Record], method: str = "grpo", title: str 
     return fig
 
 
+def preference_figure(records: Sequence[Record],
+                      title: str = "DPO implicit rewards (β · log-ratio to the reference)") -> go.Figure:
+    """DPO's implicit rewards of the chosen and rejected replies and their margin, per step."""
+    train = train_records(records)
+    lines = (("rewards/chosen", "chosen", PALETTE[1], "solid"), ("rewards/rejected", "rejected", PALETTE[4], "solid"),
+             ("rewards/margins", "margin (chosen − rejected)", TOTAL_COLOR, "dot"))
+    fig = go.Figure()
+    all_steps: list[int] = []
+    for key, name, color, dash in lines:
+        steps, values = series(train, key)
+        if steps:
+            fig.add_trace(go.Scatter(x=steps, y=values, mode=_mode(len(steps)), name=name,
+                                     line=dict(color=color, width=3 if key.endswith("margins") else 2, dash=dash),
+                                     marker=dict(size=7), hovertemplate="%{y:.4f}"))
+            all_steps += steps
+    if not all_steps:
+        return empty_figure(title, "Waiting for the first step…" if not train else "This run logs no DPO rewards.",
+                            REWARD_HEIGHT)
+    _layout(fig, title, REWARD_HEIGHT, "implicit reward")
+    fig.update_xaxes(**_step_axis(all_steps))
+    return fig
+
+
 def dashboard(records: Sequence[Record], method: str = "grpo") -> dict[str, go.Figure]:
     """Every live chart of a run: {"reward", "eval", "dynamics"}."""
     if method in ("sft", "dft"):
         main = metric_figure(records, "loss", "Training loss", "loss", height=REWARD_HEIGHT)
+    elif method == "dpo":
+        main = preference_figure(records)
     else:
         main = reward_figure(records)
     return {"reward": main, "eval": eval_figure(records), "dynamics": dynamics_figure(records, method)}
@@ -353,7 +392,7 @@ def latest_values(records: Sequence[Record], keys: Sequence[str]) -> dict[str, f
 
 
 __all__ = [
-    "dashboard", "reward_figure", "eval_figure", "dynamics_figure", "metric_figure", "empty_figure",
+    "dashboard", "reward_figure", "preference_figure", "eval_figure", "dynamics_figure", "metric_figure", "empty_figure",
     "series", "reward_names", "eval_reward_names", "train_records", "eval_records", "is_eval_record",
     "latest_values", "has_metric",
 ]

@@ -133,7 +133,7 @@ def parse_model_key(key: str) -> ModelRef:
             raise CompareError(f"Model folder {folder} no longer exists (was the run deleted?).")
         run_dir = _run_of(folder)
         base = _run_base(run_dir) if run_dir else _adapter_base(folder)
-        name = run_dir.name if run_dir else folder.name
+        name = (runs.read_status(run_dir).get("name") or run_dir.name) if run_dir else folder.name
         label = f"{name} · {'final' if folder.name == 'adapter' else folder.name}"
         return ModelRef(label, base, str(folder), run_dir.name if run_dir else None)
     raise CompareError(f"Unknown model {key!r}: pick a base model or a run's adapter.")
@@ -218,8 +218,8 @@ class CompareResult:
         """(headers, rows) of the side-by-side table: prompt, reference, then per model its output and reward; the
         last row summarises each model (mean reward, accuracy)."""
         headers = ["#", "prompt"] + (["reference"] if any(self.references) else [])
-        for m in self.models:
-            headers += [m, f"{m} · reward"]
+        for i, m in enumerate(self.models):
+            headers += [m, f"reward {chr(65 + i) if i < 26 else i + 1}"]
         rows: list[list[Any]] = []
         for i, prompt in enumerate(self.prompts):
             row: list[Any] = [i + 1, prompt] + ([self.references[i] or ""] if any(self.references) else [])
@@ -227,18 +227,26 @@ class CompareResult:
                 out = self.outputs[m][i]
                 row += [out["completion"], _fmt_scores(out["scores"], out["total"])]
             rows.append(row)
-        summary: list[Any] = ["", "**summary**"] + ([""] if any(self.references) else [])
+        summary: list[Any] = ["", "SUMMARY"] + ([""] if any(self.references) else [])
         for s in self.summary:
-            acc = "" if s["accuracy"] is None else f"accuracy {s['accuracy']:.0%}, "
+            acc = "" if s["accuracy"] is None else f"accuracy {s['accuracy']:.0%} · "
             mean = "–" if s["mean_reward"] is None else f"{s['mean_reward']:.3f}"
-            summary += [f"{acc}mean length {s['mean_length']:.1f} tokens", f"mean {mean}"]
+            summary += [f"{acc}mean reward {mean} · {s['mean_length']:.1f} tokens on average", mean]
         rows.append(summary)
         return headers, rows
 
+    def column_widths(self) -> list[str]:
+        """Widths for the side-by-side table: narrow number, prompt and reward columns, wide outputs."""
+        share = max(20, 70 // max(len(self.models), 1))
+        widths = ["40px", "18%"] + (["80px"] if any(self.references) else [])
+        for _ in self.models:
+            widths += [f"{share}%", "80px"]
+        return widths
+
     def summary_table(self) -> tuple[list[str], list[list[Any]]]:
         """(headers, rows): model, mean reward, accuracy, each reward's mean, mean length, seconds."""
-        headers = ["model", "mean reward", "accuracy"] + [f"{n} (mean)" for n in self.reward_names] + [
-            "mean length (tokens)", "seconds"]
+        headers = ["model", "mean reward", "accuracy"] + [f"{n}" for n in self.reward_names] + [
+            "tokens (mean)", "seconds"]
         rows = []
         for s in self.summary:
             rows.append([s["model"], _round(s["mean_reward"]), _pct(s["accuracy"])]
@@ -433,36 +441,23 @@ def save_preference(path: Path | str, prompt: str | list[dict[str, str]], chosen
          "rejected": [{"role": "assistant", "content": ...}]}
 
     A DPO run reads the file as it is (`data.source: <path>`). `meta` (models, step…) goes under `"meta"`, which
-    trainers ignore. Each line is flushed as it is written.
+    trainers ignore. Written through `app.engine.preferences.append_pair` (file lock, flushed and synced per line).
     """
-    if isinstance(prompt, str):
-        if not prompt.strip():
-            raise CompareError("The prompt of a preference pair is empty.")
-        prompt_msgs = [{"role": "user", "content": prompt}]
-    else:
-        prompt_msgs = [dict(m) for m in prompt]
-        if not prompt_msgs:
-            raise CompareError("The prompt of a preference pair is empty.")
-    if not isinstance(chosen, str) or not isinstance(rejected, str):
-        raise CompareError("Chosen and rejected replies must be text.")
-    if chosen == rejected:
+    from app.engine.preferences import PairError, append_pair
+
+    if isinstance(chosen, str) and isinstance(rejected, str) and chosen.strip() == rejected.strip():
         raise CompareError("The two replies are identical: there is no preference to record.")
-    record: dict[str, Any] = {
-        "prompt": prompt_msgs,
-        "chosen": [{"role": "assistant", "content": chosen}],
-        "rejected": [{"role": "assistant", "content": rejected}],
-    }
-    if meta:
-        record["meta"] = meta
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    runs.append_jsonl(path, record)
-    return count_preferences(path)
+    try:
+        return append_pair(path, prompt, chosen, rejected, meta=meta)
+    except PairError as exc:
+        raise CompareError(str(exc)) from None
 
 
 def count_preferences(path: Path | str) -> int:
-    """How many complete pairs a preferences file holds (0 when it does not exist)."""
-    return len(runs.read_jsonl(Path(path))[0])
+    """How many usable pairs a preferences file holds (0 when it does not exist)."""
+    from app.engine.preferences import count_pairs
+
+    return count_pairs(path)
 
 
 # -- export -------------------------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ HUB_PREFIX = "hub:"
 # Columns TRL treats specially; everything else is passed to GRPO reward functions.
 PROMPT_COLUMNS = ("prompt", "messages")
 SFT_TARGET_COLUMNS = ("completion", "answer")
+PROJECT_ROOT = Path(__file__).resolve().parents[2]  # relative data paths not found in the working folder: from here
 
 
 class DataError(ValueError):
@@ -42,6 +43,8 @@ def load_source_rows(source: str, split: str = "train", seed: int = 0, task_para
     if source.startswith(HUB_PREFIX):
         return _hub_rows(source[len(HUB_PREFIX):], split)
     path = Path(source).expanduser()
+    if not path.exists() and not path.is_absolute() and (PROJECT_ROOT / path).exists():
+        path = PROJECT_ROOT / path  # files the project ships (e.g. app/data/…) named as in the recipes
     if not path.exists():
         raise DataError(f"Dataset file {path} does not exist.")
     from app.engine.profile import load_rows
@@ -97,6 +100,10 @@ def column_problem(method: str, rows: list[dict]) -> str | None:
     """One sentence naming what the rows lack for `method`, or None when they fit."""
     if not rows:
         return "the dataset has no rows"
+    if method == "dpo":  # preference pairs: every row is checked (columns, empty replies, chosen == rejected)
+        from app.engine.preferences import pairs_problem
+
+        return pairs_problem(rows)
     columns = set().union(*(row.keys() for row in rows[:50]))
     if method in ("grpo",):
         if not columns & set(PROMPT_COLUMNS):
@@ -145,7 +152,13 @@ def to_trl_rows(rows: list[dict], method: str, system_prompt: str | None = None)
     GRPO: `prompt` as messages plus every other column (TRL passes them to the reward functions).
     SFT/DFT: `messages` rows stay as they are; `text` rows stay; prompt+completion becomes conversational
     prompt/completion so the loss covers only the completion.
+    DPO: `prompt` / `chosen` / `rejected` in conversational form and nothing else (plain text becomes one message,
+    an implicit prompt is split off; see `preferences.normalize_pair`).
     """
+    if method == "dpo":
+        from app.engine.preferences import to_trl_pairs
+
+        return to_trl_pairs(rows, system_prompt)
     out = []
     for row in rows:
         if method in ("sft", "dft"):

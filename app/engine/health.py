@@ -43,7 +43,7 @@ KL_GROWTH = 10.0  # latest KL / early KL at or above this (with KL ≥ KL_MIN_FO
 KL_MIN_FOR_GROWTH = 0.1
 KL_WINDOW = 3  # early and recent steps averaged for the KL growth check
 HACK_SAMPLE_STEPS = 3  # recent sample steps looked at for reward hacking
-HACK_TOTAL_SHARE = 0.5  # a wrong answer whose total reward reaches this share of the best total looks "rewarded"
+HACK_TOTAL_SHARE = 0.5  # a wrong answer earning this share of a correct answer's correctness reward looks "rewarded"
 HACK_MIN_WRONG = 4  # at least this many wrong answers needed to judge
 HACK_WRONG_SHARE = 0.5  # share of wrong answers that are highly rewarded at or above this → reward hacking
 HACK_TREND_WINDOW = 5  # steps averaged at the start and end for the trend version of the check
@@ -237,31 +237,33 @@ def _not_finite(train: list[dict[str, Any]]) -> list[Alert]:
 
 
 def _hacking_from_samples(samples: Sequence[dict[str, Any]], correct: str, weights: dict[str, float]) -> list[Alert]:
+    """Wrong answers (correctness below its best) whose weighted total reaches HACK_TOTAL_SHARE of what a correct
+    answer earns from the correctness reward alone: the other rewards pay about as much as being right."""
     steps = sorted({s.get("step") for s in samples if isinstance(s.get("step"), int)})[-HACK_SAMPLE_STEPS:]
     recent = [s for s in samples if s.get("step") in steps]
     scored = []
     for s in recent:
         scores = s.get("rewards") or {}
-        if correct not in scores or scores[correct] is None:
+        if not isinstance(scores.get(correct), (int, float)):
             continue
         parts = [weights.get(k, 1.0) * v for k, v in scores.items() if isinstance(v, (int, float))]
         scored.append((float(scores[correct]), sum(parts)))
     if not scored:
         return []
-    best = max(total for _, total in scored)
-    top_correct = max(c for c, _ in scored)
-    wrong = [(c, total) for c, total in scored if c < 1.0 - 1e-9 and c < top_correct + 1e-9]
-    if len(wrong) < HACK_MIN_WRONG or best <= 0:
+    right_score = max(1.0, max(c for c, _ in scored))
+    correct_pay = weights.get(correct, 1.0) * right_score
+    wrong = [(c, total) for c, total in scored if c < right_score - 1e-9]
+    if len(wrong) < HACK_MIN_WRONG or correct_pay <= 0:
         return []
-    rewarded = [w for w in wrong if w[1] >= HACK_TOTAL_SHARE * best and w[1] > 0]
+    rewarded = [w for w in wrong if w[1] >= HACK_TOTAL_SHARE * correct_pay]
     share = len(rewarded) / len(wrong)
     if share >= HACK_WRONG_SHARE:
         return [Alert(
             "warning", "Possible reward hacking",
-            f"{len(rewarded)} of {len(wrong)} recent answers that '{correct}' marks wrong still earn at least "
-            f"{HACK_TOTAL_SHARE:.0%} of the best total reward: the other rewards pay for something other than being "
-            "right. Read those samples, lower the other rewards' weights, or make them conditional on correctness.",
-            "reward_hacking", steps[-1] if steps else None)]
+            f"{len(rewarded)} of {len(wrong)} recent answers that '{correct}' marks wrong still earn a total reward of "
+            f"at least {HACK_TOTAL_SHARE:.0%} of what a correct answer gets from '{correct}' ({correct_pay:g}): the "
+            "other rewards pay for something other than being right. Read those samples, lower the other rewards' "
+            "weights, or make them conditional on correctness.", "reward_hacking", steps[-1] if steps else None)]
     return []
 
 

@@ -16,11 +16,17 @@ from typing import Any, get_args, get_origin, get_type_hints
 
 import yaml
 
-METHODS = ("sft", "dft", "grpo")
+METHODS = ("sft", "dft", "grpo", "prefix_rft", "dpo")
+RL_METHODS = ("grpo", "prefix_rft")  # methods that sample completions and score them with rewards
 BACKENDS = ("auto", "unsloth", "trl")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 GRPO_LOSS_TYPES = ("grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo")
 SCALE_REWARDS = ("group", "batch", "none")
+# TRL 1.15 DPOConfig.loss_type values (one loss; `dpo.sft_weight` adds the "sft" term).
+DPO_LOSS_TYPES = (
+    "sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot", "aot_unpaired",
+    "apo_zero", "apo_down", "discopop", "sigmoid_norm",
+)
 
 
 class SpecError(ValueError):
@@ -112,7 +118,7 @@ class GenerationSpec:
 
     num_generations: int = _help("Completions sampled per prompt (GRPO group size, ≥ 2).", 8)
     max_completion_length: int = _help("Max new tokens per sampled completion (GRPO) or in evaluation.", 16)
-    max_length: int = _help("Max tokens of prompt+completion (SFT/DFT truncation).", 256)
+    max_length: int = _help("Max tokens of prompt+completion (SFT/DFT/DPO truncation).", 256)
     temperature: float = _help("Sampling temperature for rollouts.", 1.0)
     top_p: float = _help("Nucleus sampling for rollouts.", 1.0)
 
@@ -128,6 +134,73 @@ class GRPOSpec:
     scale_rewards: str = _help("Advantage scaling: 'group' (std), 'batch', or 'none' (Dr. GRPO).", "group")
     mask_truncated_completions: bool = _help("Exclude completions cut at max length from the loss.", False)
     num_iterations: int = _help("Policy updates per generation batch (μ).", 1)
+
+
+@dataclass
+class PrefixSpec:
+    """Prefix-RFT (Huang et al. 2025, arXiv 2507.01679): part of each GRPO group continues a prefix of the row's
+    demonstration. Defaults are the paper's values; see docs/prefix-rft.md."""
+
+    demonstration_column: str = _help(
+        "Dataset column holding the reference solution whose prefix guides the prefixed rollouts "
+        "(the built-in arithmetic task: 'solution', e.g. '12 + 7 = 19').",
+        "solution",
+    )
+    n_prefixed: int = _help(
+        "Rollouts per group that continue a demonstration prefix; they replace on-policy ones, so the group "
+        "stays generation.num_generations (paper: 1 of 8).",
+        1,
+    )
+    high: float = _help("Upper bound of the prefix fraction of the demonstration (paper: 0.95, constant).", 0.95)
+    low_start: float = _help("Lower bound of the prefix fraction at step 0 (paper: 0.95).", 0.95)
+    low_end: float = _help("Lower bound of the prefix fraction at the end of the decay (paper: 0.05).", 0.05)
+    schedule: str = _help(
+        "How the lower bound moves from low_start to low_end: 'cosine' (paper), 'linear', or 'constant' "
+        "(low_end from the start: a uniform prefix fraction, the paper's ablation).",
+        "cosine",
+    )
+    decay_steps: int | None = _help("Steps over which the lower bound decays (None: training.max_steps).", None)
+    min_prefix_tokens: int = _help(
+        "Shortest prefix in tokens (the official code's min_prefix_len); a prefix always leaves at least the "
+        "demonstration's last token to the model.",
+        1,
+    )
+    entropy_top_fraction: float = _help(
+        "Share of prefix tokens trained: the highest-entropy ones under the current policy, ranked within each "
+        "micro-batch (paper: 0.2; 1.0 trains every prefix token).",
+        0.2,
+    )
+    continuation_advantage: str = _help(
+        "Advantage of the model's own continuation after a prefix: 'raw' (its reward, as the official code's "
+        "singleton prefix group gives) or 'centred' (reward minus the on-policy mean).",
+        "raw",
+    )
+
+
+@dataclass
+class DPOSpec:
+    """DPO loss settings (TRL DPOConfig). Rows are preference pairs (prompt / chosen / rejected); one row of
+    `training.per_device_train_batch_size` is one pair (two sequences). Sequences longer than
+    `generation.max_length` tokens (prompt + reply) are truncated. With LoRA the reference model is the base model
+    (the adapter switched off), so no second copy of the weights is loaded."""
+
+    beta: float = _help(
+        "Strength of the pull towards the reference model (DPO β): higher stays closer to it. "
+        "For loss_type 'ipo' it is the regulariser τ.",
+        0.1,
+    )
+    loss_type: str = _help(
+        f"Preference loss: 'sigmoid' (standard DPO), or one of {', '.join(DPO_LOSS_TYPES[1:])}.", "sigmoid"
+    )
+    label_smoothing: float = _help(
+        "Assumed share of flipped preference labels, in [0, 0.5) (loss_type 'robust'; 'exo_pair' needs > 0, e.g. 1e-3).",
+        0.0,
+    )
+    sft_weight: float = _help(
+        "Weight of an added SFT (negative log-likelihood) loss on the chosen replies (RPO); 0: pure DPO. Keeps the "
+        "chosen replies' likelihood from falling while the margin grows.",
+        0.0,
+    )
 
 
 @dataclass
@@ -162,6 +235,8 @@ class RunSpec:
     training: TrainingSpec = _help("Optimisation.", factory=TrainingSpec)
     generation: GenerationSpec = _help("Sampling and lengths.", factory=GenerationSpec)
     grpo: GRPOSpec = _help("GRPO loss.", factory=GRPOSpec)
+    prefix: PrefixSpec = _help("Prefix-RFT settings (method prefix_rft).", factory=PrefixSpec)
+    dpo: DPOSpec = _help("DPO loss (method 'dpo': preference pairs).", factory=DPOSpec)
     logging: LoggingSpec = _help("Metrics, samples, checkpoints, evaluation.", factory=LoggingSpec)
     reward_timeout_s: float = _help("Wall-time limit per batch call of a user-written reward.", 10.0)
     reward_max_failure_rate: float = _help("Stop the run when a reward fails on more than this share of calls.", 0.2)
@@ -230,7 +305,7 @@ class RunSpec:
 
     @property
     def is_rl(self) -> bool:
-        return self.method in ("grpo",)
+        return self.method in RL_METHODS
 
 
 # -- building dataclasses from plain dicts with clear messages ----------------------------------------------

@@ -7,6 +7,13 @@ verifiable task on which RFT visibly works on a CPU. Each row carries:
   answer    the reference number as text (read by answer rewards such as `numeric_answer`)
   completion the ideal reply (for SFT / DFT)
   solution  a short worked answer, "a + b = c" (a demonstration, e.g. for Prefix-RFT)
+
+`arithmetic_pairs`: the same questions as preference pairs for DPO (TRL's format: prompt / chosen / rejected).
+  chosen    the correct sum, alone (what the prompt asks for)
+  rejected  a plausible wrong sum (off by one or two, off by ten, digits swapped), half of the time written
+            "a + b = wrong" as the default model likes to answer, half of the time alone (so that the pairs
+            teach correctness, not only the format)
+  answer    the reference number, for evaluating generations with `numeric_answer`
 """
 from __future__ import annotations
 
@@ -35,10 +42,38 @@ def arithmetic_rows(n: int | None = None, low: int = 1, high: int = 50, seed: in
     ]
 
 
-BUILTIN_TASKS: dict[str, Callable[..., list[dict[str, Any]]]] = {"arithmetic": arithmetic_rows}
+def wrong_sum(a: int, b: int, rng: random.Random) -> int:
+    """A plausible wrong answer to a + b: off by one or two, off by ten, or the digits of the sum swapped."""
+    right = a + b
+    candidates = {right + d for d in (-2, -1, 1, 2, -10, 10)}
+    if right >= 10 and str(right)[::-1] != str(right):
+        candidates.add(int(str(right)[::-1]))
+    return rng.choice(sorted(c for c in candidates if c > 0 and c != right))
+
+
+def arithmetic_pair_rows(n: int | None = None, low: int = 1, high: int = 50, seed: int = 0) -> list[dict[str, Any]]:
+    """Preference pairs on the arithmetic questions: chosen = the sum alone, rejected = a plausible wrong sum
+    ("a + b = wrong" for half of the rows, the wrong number alone for the others)."""
+    rows = arithmetic_rows(n=n, low=low, high=high, seed=seed)
+    rng = random.Random(f"pairs-{seed}")
+    out = []
+    for i, row in enumerate(rows):
+        a, b = (int(x) for x in row["solution"].split(" = ")[0].split(" + "))
+        wrong = wrong_sum(a, b, rng)
+        rejected = f"{a} + {b} = {wrong}" if i % 2 == 0 else str(wrong)
+        out.append({"prompt": row["prompt"], "chosen": row["answer"], "rejected": rejected, "answer": row["answer"]})
+    return out
+
+
+BUILTIN_TASKS: dict[str, Callable[..., list[dict[str, Any]]]] = {
+    "arithmetic": arithmetic_rows,
+    "arithmetic_pairs": arithmetic_pair_rows,
+}
 BUILTIN_DESCRIPTIONS = {
     "arithmetic": "Addition of two numbers in 1..50, 'Reply with only the number' (answer column: the sum). "
     "Verifiable, tiny, and the default model gets about a third right: RFT shows its effect on a CPU.",
+    "arithmetic_pairs": "The arithmetic questions as preference pairs for DPO: chosen = the correct sum, rejected = "
+    "a plausible wrong one (half of them written 'a + b = wrong'). Columns: prompt, chosen, rejected, answer.",
 }
 
 

@@ -5,7 +5,7 @@ import math
 from pathlib import Path
 
 from app.engine.models import ModelNotFound, classify_model
-from app.engine.spec import BACKENDS, DTYPES, GRPO_LOSS_TYPES, METHODS, SCALE_REWARDS, RunSpec, SpecError
+from app.engine.spec import BACKENDS, DTYPES, GRPO_LOSS_TYPES, METHODS, RL_METHODS, SCALE_REWARDS, RunSpec, SpecError
 
 
 def spec_problems(spec: RunSpec, check_files: bool = True) -> list[SpecError]:
@@ -52,7 +52,7 @@ def spec_problems(spec: RunSpec, check_files: bool = True) -> list[SpecError]:
     if spec.data.train_size is not None and spec.data.train_size <= 0:
         bad("data.train_size", f"must be positive or empty, got {spec.data.train_size}")
 
-    if spec.method == "grpo":
+    if spec.method in RL_METHODS:
         if g.num_generations < 2:
             bad("generation.num_generations", f"GRPO needs at least 2 completions per prompt, got {g.num_generations}")
         else:
@@ -71,9 +71,100 @@ def spec_problems(spec: RunSpec, check_files: bool = True) -> list[SpecError]:
             bad("grpo.beta", f"must be ≥ 0, got {spec.grpo.beta}")
         if not spec.rewards:
             bad("rewards", "GRPO needs at least one reward function")
+    if spec.method == "prefix_rft":
+        problems.extend(prefix_rft_problems(spec))
+    if spec.method == "dpo":
+        problems.extend(dpo_problems(spec))
     problems.extend(reward_problems(spec, check_files))
     if check_files and not any(p.field.startswith("data") for p in problems):
         problems.extend(data_problems(spec))
+    return problems
+
+
+# Loss aggregations the Prefix-RFT loss implements (app/engine/prefix_rft.py); the paper uses dr_grpo.
+PREFIX_RFT_LOSS_TYPES = ("dr_grpo", "grpo", "bnpo", "dapo")
+PREFIX_SCHEDULES = ("cosine", "linear", "constant")
+CONTINUATION_ADVANTAGES = ("raw", "centred")
+
+
+def prefix_rft_problems(spec: RunSpec) -> list[SpecError]:
+    """Checks of the `prefix` section and of the GRPO settings Prefix-RFT relies on."""
+    problems: list[SpecError] = []
+
+    def bad(field: str, problem: str) -> None:
+        problems.append(SpecError(field, problem))
+
+    p, g = spec.prefix, spec.generation
+    if not isinstance(p.demonstration_column, str) or not p.demonstration_column.strip():
+        bad("prefix.demonstration_column", "name the dataset column holding the demonstrations (e.g. 'solution')")
+    elif p.demonstration_column in ("prompt", "messages"):
+        bad("prefix.demonstration_column", f"'{p.demonstration_column}' is the prompt; name the reference-solution column")
+    if not isinstance(p.n_prefixed, int) or p.n_prefixed < 1:
+        bad("prefix.n_prefixed", f"must be at least 1, got {p.n_prefixed!r}")
+    elif g.num_generations >= 2 and p.n_prefixed >= g.num_generations:
+        bad(
+            "prefix.n_prefixed",
+            f"must be below generation.num_generations ({g.num_generations}): the on-policy rollouts of a group are "
+            f"the baseline of its advantages, so at least one must remain (got {p.n_prefixed})",
+        )
+    for name in ("high", "low_start", "low_end"):
+        value = getattr(p, name)
+        if not (isinstance(value, (int, float)) and 0.0 <= value <= 1.0):
+            bad(f"prefix.{name}", f"must be a fraction in [0, 1], got {value!r}")
+    if p.high == 0.0:
+        bad("prefix.high", "must be above 0 (a prefix fraction of 0 is an ordinary rollout)")
+    if p.low_start > p.high or p.low_end > p.high:
+        bad("prefix.low_end" if p.low_end > p.high else "prefix.low_start",
+            f"the lower bounds (low_start {p.low_start}, low_end {p.low_end}) must not exceed prefix.high ({p.high})")
+    if p.schedule not in PREFIX_SCHEDULES:
+        bad("prefix.schedule", f"unknown schedule {p.schedule!r}; choose one of {', '.join(PREFIX_SCHEDULES)}")
+    if p.decay_steps is not None and (not isinstance(p.decay_steps, int) or p.decay_steps <= 0):
+        bad("prefix.decay_steps", f"must be a positive integer or empty (training.max_steps), got {p.decay_steps!r}")
+    _positive(bad, "prefix.min_prefix_tokens", p.min_prefix_tokens)
+    if not (isinstance(p.entropy_top_fraction, (int, float)) and 0.0 < p.entropy_top_fraction <= 1.0):
+        bad("prefix.entropy_top_fraction", f"must be in (0, 1], got {p.entropy_top_fraction!r}")
+    if p.continuation_advantage not in CONTINUATION_ADVANTAGES:
+        bad("prefix.continuation_advantage",
+            f"choose one of {', '.join(CONTINUATION_ADVANTAGES)}, got {p.continuation_advantage!r}")
+    if spec.grpo.loss_type not in PREFIX_RFT_LOSS_TYPES:
+        bad("grpo.loss_type",
+            f"Prefix-RFT supports {', '.join(PREFIX_RFT_LOSS_TYPES)} (the paper: dr_grpo), got {spec.grpo.loss_type!r}")
+    if spec.grpo.scale_rewards != "none":
+        bad("grpo.scale_rewards",
+            "Prefix-RFT uses Dr. GRPO advantages (reward minus the on-policy mean, no std scaling): set it to 'none'")
+    if spec.grpo.beta != 0:
+        bad("grpo.beta", f"Prefix-RFT trains without a KL term (the paper's setting): set it to 0, got {spec.grpo.beta}")
+    return problems
+
+
+def demonstration_problem(column: str, rows: list[dict]) -> str | None:
+    """One sentence when the rows lack the demonstration column Prefix-RFT needs, else None."""
+    columns = set().union(*(row.keys() for row in rows[:50])) if rows else set()
+    if column not in columns:
+        return (f"Prefix-RFT needs a demonstration column '{column}' (prefix.demonstration_column) with a reference "
+                f"solution per row; the dataset has {sorted(columns)}")
+    if not any(row.get(column) not in (None, "", []) for row in rows):
+        return f"the demonstration column '{column}' is empty in every row"
+    return None
+
+
+def dpo_problems(spec: RunSpec) -> list[SpecError]:
+    """Checks of the `dpo` section (TRL DPOConfig values that would fail at trainer construction or train badly)."""
+    from app.engine.spec import DPO_LOSS_TYPES
+
+    problems: list[SpecError] = []
+    d = spec.dpo
+    if not (isinstance(d.beta, (int, float)) and math.isfinite(d.beta) and d.beta > 0):
+        bad_beta = "must be a positive number (e.g. 0.1; higher stays closer to the reference model)"
+        problems.append(SpecError("dpo.beta", f"{bad_beta}, got {d.beta!r}"))
+    if d.loss_type not in DPO_LOSS_TYPES:
+        problems.append(SpecError("dpo.loss_type", f"unknown loss {d.loss_type!r}; choose one of {', '.join(DPO_LOSS_TYPES)}"))
+    if not (isinstance(d.label_smoothing, (int, float)) and 0.0 <= d.label_smoothing < 0.5):
+        problems.append(SpecError("dpo.label_smoothing", f"must be in [0, 0.5), got {d.label_smoothing!r}"))
+    elif d.loss_type == "exo_pair" and d.label_smoothing == 0:
+        problems.append(SpecError("dpo.label_smoothing", "loss_type 'exo_pair' needs label_smoothing > 0 (the EXO paper: 1e-3)"))
+    if not (isinstance(d.sft_weight, (int, float)) and math.isfinite(d.sft_weight) and d.sft_weight >= 0):
+        problems.append(SpecError("dpo.sft_weight", f"must be ≥ 0 (0: pure DPO), got {d.sft_weight!r}"))
     return problems
 
 
@@ -117,5 +208,13 @@ def data_problems(spec: RunSpec) -> list[SpecError]:
         data = load_data(spec.data)
     except DataError as exc:
         return [SpecError("data.source", str(exc))]
-    problem = column_problem(spec.method, data.train)
+    if spec.method == "dpo":  # every pair (held-out ones are evaluated), numbered as in the file
+        from app.engine.data import load_source_rows
+
+        d = spec.data
+        problem = column_problem("dpo", load_source_rows(d.source, d.split, d.seed, d.task_params))
+        return [SpecError("data.source", problem)] if problem else []
+    problem = column_problem("grpo" if spec.method == "prefix_rft" else spec.method, data.train)
+    if problem is None and spec.method == "prefix_rft":
+        problem = demonstration_problem(spec.prefix.demonstration_column, data.train)
     return [SpecError("data.source", problem)] if problem else []

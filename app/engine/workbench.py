@@ -121,7 +121,7 @@ def gpu_available() -> bool:
 
 def method_defaults(method: str, gpu: bool = False) -> dict[str, Any]:
     """Sensible RunSpec values (nested dict) for `method` on this hardware: small and quick on a CPU, larger
-    batches and longer completions on a GPU."""
+    batches and longer completions on a GPU. Matches the recipes/ files for the CPU case."""
     if method in ("sft", "dft"):
         return {
             "method": method,
@@ -130,15 +130,26 @@ def method_defaults(method: str, gpu: bool = False) -> dict[str, Any]:
             "generation": {"max_length": 512 if gpu else 256, "max_completion_length": 64 if gpu else 32},
             "logging": {"eval_every": 0, "save_steps": 50 if gpu else 20},
         }
-    # grpo (and RL methods that come later)
-    return {
+    if method == "dpo":  # preference pairs: a smaller step, one row = one pair (two sequences)
+        return {
+            "method": method,
+            "training": {"learning_rate": 5e-5, "max_steps": 100 if gpu else 30,
+                         "per_device_train_batch_size": 16 if gpu else 8},
+            "generation": {"max_length": 512 if gpu else 128, "max_completion_length": 64 if gpu else 16},
+            "dpo": {"beta": 0.1, "loss_type": "sigmoid"},
+            "logging": {"save_steps": 50 if gpu else 30},
+        }
+    rl: dict[str, Any] = {  # grpo, prefix_rft
         "method": method,
         "training": {"learning_rate": 1e-4 if gpu else 2e-4, "max_steps": 200 if gpu else 40,
                      "per_device_train_batch_size": 32 if gpu else 16},
         "generation": {"num_generations": 8, "max_completion_length": 128 if gpu else 16, "temperature": 1.0},
-        "grpo": {"loss_type": "dapo", "beta": 0.0},
+        "grpo": {"loss_type": "dapo", "beta": 0.0, "scale_rewards": "group"},
         "logging": {"sample_every": 1, "save_steps": 50 if gpu else 20},
     }
+    if method == "prefix_rft":  # the paper's setting: Dr. GRPO advantages, no KL term
+        rl["grpo"] = {"loss_type": "dr_grpo", "beta": 0.0, "scale_rewards": "none"}
+    return rl
 
 
 def merge_nested(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:

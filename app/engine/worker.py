@@ -176,16 +176,22 @@ def _train(
     unsloth = info.name == "unsloth"
     eval_tokens = spec.logging.eval_max_new_tokens or spec.generation.max_completion_length
 
+    if spec.method == "dpo":  # pairs with an implicit prompt get an explicit one: evaluation prompts with it
+        from app.engine.preferences import normalize_pair, worker_eval
+
+        data.eval = [normalize_pair(row) for row in data.eval]
+
     def run_eval(step: int) -> dict[str, Any]:
+        pref = worker_eval(spec, model, tokenizer, data.eval, unsloth, log, step) if spec.method == "dpo" else {}
         if not data.eval or not funcs:
-            return {}
+            return pref
         result = evaluate(
             model, tokenizer, data.eval, funcs, weights, accuracy_reward=accuracy_reward,
             system_prompt=spec.data.system_prompt, max_new_tokens=eval_tokens, unsloth=unsloth,
         )
         acc = f"{result.accuracy:.1%}" if result.accuracy is not None else "n/a"
         log(f"[eval step {step}] accuracy {acc}, reward {result.reward}, {result.seconds:.1f} s")
-        return {**result.metrics(), "eval/samples": result.samples}
+        return {**pref, **result.metrics(), "eval/samples": result.samples}
 
     if spec.logging.eval_at_start and not resume:
         metrics = run_eval(0)
@@ -277,7 +283,7 @@ def _common_args(spec: RunSpec, info: Any, run_dir: Path) -> dict[str, Any]:
 def _build_trainer(spec, info, model, tokenizer, peft_cfg, train_ds, funcs, weights, run_dir):
     common = _common_args(spec, info, run_dir)
     g = spec.generation
-    if spec.method == "grpo":
+    if spec.method in ("grpo", "prefix_rft"):
         from trl import GRPOConfig, GRPOTrainer
 
         cfg = GRPOConfig(
@@ -297,10 +303,19 @@ def _build_trainer(spec, info, model, tokenizer, peft_cfg, train_ds, funcs, weig
             log_completions=False,
             use_vllm=False,
         )
-        return GRPOTrainer(
+        trainer_kwargs = dict(
             model=model, processing_class=tokenizer, reward_funcs=list(funcs), args=cfg, train_dataset=train_ds,
             peft_config=peft_cfg,
         )
+        if spec.method == "prefix_rft":  # GRPOTrainer (Unsloth's or TRL's) + prefixed rollouts and their loss
+            from app.engine.prefix_rft import build_prefix_rft_trainer
+
+            return build_prefix_rft_trainer(spec, **trainer_kwargs)
+        return GRPOTrainer(**trainer_kwargs)
+    if spec.method == "dpo":  # preference pairs: trl.DPOTrainer + DPOConfig (app/engine/preferences.py)
+        from app.engine.preferences import dpo_trainer
+
+        return dpo_trainer(spec, model, tokenizer, peft_cfg, train_ds, common)
     from trl import SFTConfig, SFTTrainer
 
     cfg = SFTConfig(

@@ -1,0 +1,387 @@
+"""Step 4 · Compare: generate with two or more models (base, any run's final adapter or checkpoint) on the same
+prompts, see the outputs side by side with each reward's score and a summary row, mark the better output (saved
+as preference pairs for DPO), and export a run as its LoRA adapter or a merged Hugging Face model."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from app.engine import compare as cmp
+from app.engine import runs
+from app.ui.common import UIContext, error, esc, frame, ok, progress_fn, warn
+
+HELD_OUT, TYPED = "Held-out rows of a run", "Prompts I type"
+ADAPTER, MERGED = "LoRA adapter (small; load on top of the base model)", "Merged model (standalone Hugging Face folder)"
+DEFAULT_PROMPTS = ("What is 17 + 25? Reply with only the number. => 42\n"
+                   "What is 8 + 34? Reply with only the number. => 42\n"
+                   "What is 23 + 19? Reply with only the number. => 42")
+
+
+def model_choices(runs_dir: Path) -> list[tuple[str, str]]:
+    return [(r.label, r.key) for r in cmp.available_models(runs_dir)]
+
+
+def run_choices(runs_dir: Path, with_adapter: bool = False) -> list[tuple[str, str]]:
+    out = []
+    for r in runs.list_runs(runs_dir):
+        if with_adapter and not ((r.path / "adapter").exists() or runs.latest_checkpoint(r.path)):
+            continue
+        out.append((f"{r.name} · {r.method} · {r.state} · {r.path.name}", r.path.name))
+    return out
+
+
+def side_by_side_html(result: cmp.CompareResult, index: int) -> str:
+    """One prompt's outputs as cards in a row, each with its scores."""
+    if not result.prompts:
+        return ""
+    index = max(0, min(index, len(result.prompts) - 1))
+    ref = result.references[index]
+    head = (f"<div class='wb-sbs-prompt'><b>Prompt {index + 1}.</b> {esc(result.prompts[index])}"
+            + (f" <span class='wb-muted'>(reference: {esc(ref)})</span>" if ref else "") + "</div>")
+    cards = []
+    for label in result.models:
+        out = result.outputs[label][index]
+        scores = ", ".join(f"{esc(k)} <b>{'–' if v is None else f'{v:g}'}</b>" for k, v in out["scores"].items())
+        total = out.get("total")
+        cards.append(
+            f"<div class='wb-card'><div class='wb-card-title'>{esc(label)}</div>"
+            f"<pre class='wb-output'>{esc(out['completion']) or '<i>(empty)</i>'}</pre>"
+            f"<div class='wb-muted'>{scores or 'no rewards'}"
+            + (f" · total <b>{total:g}</b>" if total is not None and len(out['scores']) > 1 else "")
+            + f" · {out.get('tokens', 0)} tokens</div></div>")
+    return head + f"<div class='wb-cards'>{''.join(cards)}</div>"
+
+
+def pair_html(state: dict[str, Any]) -> str:
+    """The prompt being judged and its two replies, A and B."""
+    sample = state["sample"]
+    users = [m["content"] for m in sample["prompt"] if m.get("role") == "user"]
+    head = (f"<div class='wb-sbs-prompt'><b>Prompt {state['index'] + 1} of {len(state['prompts'])}.</b> "
+            f"{esc(users[-1] if users else '')}</div>")
+    cards = "".join(f"<div class='wb-card'><div class='wb-card-title'>{name}</div>"
+                    f"<pre class='wb-output'>{esc(text) or '<i>(empty)</i>'}</pre></div>"
+                    for name, text in (("A", sample["a"]), ("B", sample["b"])))
+    same = warn("The two samples are identical even after retries: Skip, or raise the temperature.") if sample.get(
+        "identical") else ""
+    return head + f"<div class='wb-cards'>{cards}</div>" + same
+
+
+def build(ctx: UIContext) -> dict[str, Any]:
+    """Lay out the Compare tab and wire its events."""
+    import rewards
+
+    c: dict[str, Any] = {}
+    result_state = gr.State(None)
+    gr.Markdown("### Compare models side by side\nSame prompts, same rewards, greedy decoding (reproducible). "
+                "Mark the better output to build a preference dataset.", elem_classes=["wb-intro"])
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=4, min_width=360):
+            c["models"] = gr.CheckboxGroup(choices=[], value=[], label="Models (two or more)",
+                                           info="The base model, each run's final adapter, and its checkpoints.",
+                                           elem_id="compare-models")
+            c["refresh_btn"] = gr.Button("↻ Refresh models and runs", size="sm")
+            c["mode"] = gr.Radio([HELD_OUT, TYPED], value=TYPED, label="Prompts", elem_id="compare-mode")
+            with gr.Group(visible=False) as held_group:
+                c["run"] = gr.Dropdown([], value=None, label="Run whose held-out rows to use (never trained on)",
+                                       elem_id="compare-run")
+                c["n"] = gr.Slider(1, 64, value=8, step=1, label="Rows")
+            with gr.Group(visible=True) as typed_group:
+                c["prompts"] = gr.Textbox(DEFAULT_PROMPTS, lines=5, max_lines=20, elem_id="compare-prompts",
+                                          label="Prompts, one per line; end a line with ' => answer' to score it")
+            c["rewards"] = gr.Dropdown([r.name for r in rewards.available()], value=["numeric_answer"],
+                                       multiselect=True, label="Score with", elem_id="compare-rewards",
+                                       info="Picking a run copies its built-in rewards here.")
+            c["tokens"] = gr.Slider(8, 256, value=32, step=8, label="Max new tokens")
+            c["go_btn"] = gr.Button("Generate and compare", variant="primary", elem_id="compare-go")
+            c["status"] = gr.HTML("", elem_id="compare-status")
+        with gr.Column(scale=8, min_width=520):
+            c["summary"] = gr.Dataframe(value=frame(["model", "mean reward", "accuracy"], []), interactive=False,
+                                        label="Summary per model", elem_id="compare-summary")
+            c["table"] = gr.Dataframe(value=frame(["#", "prompt"], []), interactive=False, wrap=True, max_height=460,
+                                      label="Outputs side by side (reward A, B… follow the models' order; last row: summary) — click a row "
+                                            "to mark it",
+                                      elem_id="compare-table")
+            gr.Markdown("#### Which output is better?", elem_classes=["wb-h"])
+            with gr.Row(equal_height=True):
+                c["index"] = gr.Number(1, label="Prompt #", precision=0, minimum=1, scale=1, elem_id="compare-index")
+                c["better"] = gr.Radio([], label="Better", scale=3, elem_id="compare-better")
+                c["worse"] = gr.Radio([], label="Worse", scale=3, elem_id="compare-worse")
+            c["sbs"] = gr.HTML("", elem_id="compare-sbs")
+            with gr.Row():
+                c["save_pair_btn"] = gr.Button("Save preference pair", variant="primary", interactive=False,
+                                               elem_id="compare-save-pair")
+                c["next_btn"] = gr.Button("Next prompt →", size="sm")
+                c["download"] = gr.DownloadButton("Download pairs.jsonl", value=None, size="sm", visible=False,
+                                                  elem_id="compare-download")
+            c["pair_status"] = gr.HTML("", elem_id="compare-pair-status")
+    with gr.Accordion("Collect preference pairs: two sampled replies from one model, you pick the better",
+                      open=False, elem_id="compare-collect"):
+        gr.Markdown("For **DPO / RLHF** without labels: each prompt (from the *Prompts* setting above) gets two "
+                    "sampled replies, A and B. Your choice is saved at once as a pair in "
+                    f"`{ctx.paths.preferences_file}`; ties and skips are kept aside, never trained on.",
+                    elem_classes=["wb-small"])
+        with gr.Row(equal_height=True):
+            c["col_model"] = gr.Dropdown([], value=None, label="Model that writes A and B", scale=3,
+                                         elem_id="compare-col-model")
+            c["col_temp"] = gr.Slider(0.3, 1.5, value=1.0, step=0.1, label="Temperature", scale=2)
+            c["col_start"] = gr.Button("Sample A and B", variant="primary", scale=1, elem_id="compare-col-start")
+        c["col_html"] = gr.HTML("", elem_id="compare-col-pair")
+        with gr.Row():
+            c["col_a"] = gr.Button("A is better", interactive=False, elem_id="compare-col-a")
+            c["col_b"] = gr.Button("B is better", interactive=False, elem_id="compare-col-b")
+            c["col_tie"] = gr.Button("Tie", interactive=False, size="sm")
+            c["col_skip"] = gr.Button("Skip", interactive=False, size="sm")
+        c["col_status"] = gr.HTML("", elem_id="compare-col-status")
+    collect_state = gr.State(None)
+    with gr.Accordion("Export a run", open=False, elem_id="compare-export"):
+        with gr.Row(equal_height=False):
+            c["exp_run"] = gr.Dropdown([], value=None, label="Run", elem_id="compare-exp-run", scale=3)
+            c["exp_kind"] = gr.Radio([ADAPTER, MERGED], value=ADAPTER, label="Export as", scale=3)
+            c["exp_out"] = gr.Textbox("", label="Output folder", scale=3, max_lines=1, elem_id="compare-exp-out")
+        c["exp_cmd"] = gr.Code("", language="shell", label="Same export from a terminal", interactive=False,
+                               lines=1, elem_id="compare-exp-cmd")
+        c["exp_btn"] = gr.Button("Export", variant="primary", elem_id="compare-exp-btn")
+        c["exp_status"] = gr.HTML("")
+
+    c["mode"].change(lambda m: (gr.Group(visible=m == HELD_OUT), gr.Group(visible=m == TYPED)), c["mode"],
+                     [held_group, typed_group], show_progress="hidden")
+
+    def on_run(run: str | None) -> Any:
+        if not run:
+            return gr.skip()
+        from app.engine.spec import RunSpec, SpecError
+
+        try:
+            spec = RunSpec.load(ctx.paths.runs_dir / run / "spec.yaml")
+        except SpecError:
+            return gr.skip()
+        names = [r.name for r in spec.rewards if r.name]
+        return names or gr.skip()
+
+    c["run"].input(on_run, c["run"], c["rewards"])
+
+    def go(keys: list[str], mode: str, run: str | None, n: int, prompts: str, reward_names: list[str], tokens: int,
+           progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:
+        blank = (gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip())
+        try:
+            if not keys:
+                raise cmp.CompareError("Pick two or more models to compare.")
+            refs = [cmp.parse_model_key(k) for k in keys]
+            system = None
+            if mode == HELD_OUT:
+                if not run:
+                    raise cmp.CompareError("Pick the run whose held-out rows to use.")
+                rows, system = cmp.held_out_rows(ctx.paths.runs_dir / run, int(n))
+            else:
+                rows = cmp.prompt_rows_from_text(prompts)
+            specs = [{"name": name} for name in reward_names or []]
+            result = cmp.compare_models(refs, rows, specs, system_prompt=system, max_new_tokens=int(tokens),
+                                        progress=progress_fn(progress))
+        except cmp.CompareError as exc:
+            gr.Warning(str(exc))
+            return (error(esc(exc)), *blank)
+        except Exception as exc:  # a model that fails to generate: the page keeps working
+            gr.Warning(f"Comparison failed: {exc}")
+            return (error(f"Comparison failed: {esc(exc)}"), *blank)
+        headers, table = result.table()
+        s_headers, s_rows = result.summary_table()
+        note = "" if len(refs) > 1 else warn("Only one model picked: pick another to compare side by side.")
+        labels = result.models
+        return (ok(f"{len(result.prompts)} prompts × {len(labels)} models in "
+                   f"{sum(s['seconds'] for s in result.summary):.0f} s.") + note,
+                frame(s_headers, s_rows), gr.Dataframe(value=frame(headers, table),
+                                                       column_widths=result.column_widths()), result.to_dict(),
+                gr.Radio(choices=labels, value=labels[0] if labels else None),
+                gr.Radio(choices=labels, value=labels[1] if len(labels) > 1 else None), 1)
+
+    c["go_btn"].click(go, [c[k] for k in ("models", "mode", "run", "n", "prompts", "rewards", "tokens")],
+                      [c["status"], c["summary"], c["table"], result_state, c["better"], c["worse"], c["index"]],
+                      concurrency_limit=1, concurrency_id="inference")
+
+    def show(result: dict[str, Any] | None, index: float | None, better: str | None, worse: str | None) -> tuple:
+        if not result:
+            return "", gr.Button(interactive=False)
+        res = cmp.CompareResult.from_dict(result)
+        i = int(index or 1) - 1
+        can = bool(better and worse and better != worse and 0 <= i < len(res.prompts))
+        return side_by_side_html(res, i), gr.Button(interactive=can)
+
+    for trigger in (result_state.change, c["index"].change, c["better"].change, c["worse"].change):
+        trigger(show, [result_state, c["index"], c["better"], c["worse"]], [c["sbs"], c["save_pair_btn"]],
+                show_progress="hidden")
+
+    def pick_row(evt: gr.SelectData, result: dict[str, Any] | None) -> Any:
+        if not result:
+            return gr.skip()
+        row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
+        n = len(result.get("prompts") or [])
+        return int(row) + 1 if 0 <= int(row) < n else gr.skip()
+
+    c["table"].select(pick_row, result_state, c["index"])
+
+    def next_prompt(result: dict[str, Any] | None, index: float | None) -> Any:
+        n = len((result or {}).get("prompts") or [])
+        return (int(index or 1) % n) + 1 if n else gr.skip()
+
+    c["next_btn"].click(next_prompt, [result_state, c["index"]], c["index"])
+
+    def save_pair(result: dict[str, Any] | None, index: float | None, better: str | None,
+                  worse: str | None) -> tuple[Any, ...]:
+        if not result:
+            return warn("Generate outputs first."), gr.skip(), gr.skip()
+        res = cmp.CompareResult.from_dict(result)
+        i = int(index or 1) - 1
+        try:
+            if not (0 <= i < len(res.prompts)):
+                raise cmp.CompareError(f"Prompt # must be between 1 and {len(res.prompts)}.")
+            if not better or not worse or better == worse:
+                raise cmp.CompareError("Pick two different models: the better and the worse output.")
+            count = cmp.save_preference(
+                ctx.paths.preferences_file, res.messages[i], res.outputs[better][i]["completion"],
+                res.outputs[worse][i]["completion"], meta={"chosen_model": better, "rejected_model": worse})
+        except cmp.CompareError as exc:
+            return warn(esc(exc)), gr.skip(), gr.skip()
+        nxt = (i + 1) % len(res.prompts) + 1
+        return (ok(f"Saved: prompt {i + 1}, <b>{esc(better)}</b> preferred over <b>{esc(worse)}</b>. "
+                   f"{count} pair(s) in <code>{esc(ctx.paths.preferences_file)}</code> — usable as "
+                   "<code>data.source</code> of a DPO run."),
+                gr.DownloadButton(value=str(ctx.paths.preferences_file), visible=True), nxt)
+
+    c["save_pair_btn"].click(save_pair, [result_state, c["index"], c["better"], c["worse"]],
+                             [c["pair_status"], c["download"], c["index"]])
+
+    # -- collecting pairs (A/B from one model) ---------------------------------------------------------------------
+    col_buttons = [c["col_a"], c["col_b"], c["col_tie"], c["col_skip"]]
+
+    def prompts_for(mode: str, run: str | None, n: int, prompts: str) -> tuple[list[Any], str | None]:
+        from app.engine.data import prompt_messages
+
+        if mode == HELD_OUT:
+            if not run:
+                raise cmp.CompareError("Pick the run whose held-out rows to use (Prompts, above).")
+            rows, system = cmp.held_out_rows(ctx.paths.runs_dir / run, int(n))
+        else:
+            rows, system = cmp.prompt_rows_from_text(prompts), None
+        if not rows:
+            raise cmp.CompareError("Give at least one prompt (Prompts, above).")
+        return [prompt_messages(r, system) for r in rows], system
+
+    def sample_next(state: dict[str, Any], progress: gr.Progress | None = None) -> tuple[Any, ...]:
+        from app.engine.preferences import judged_prompts, sample_pair
+
+        done = judged_prompts(ctx.paths.preferences_file)
+        while state["index"] < len(state["prompts"]):
+            msgs = state["prompts"][state["index"]]
+            users = [m["content"] for m in msgs if m.get("role") == "user"]
+            if not users or users[-1] not in done:
+                break
+            state["index"] += 1
+        if state["index"] >= len(state["prompts"]):
+            state["sample"] = None
+            return (ok("Every prompt here has been judged. Add prompts above, or train: 3 · Train with method "
+                       f"dpo and <code>data.source: {esc(ctx.paths.preferences_file)}</code>."), state,
+                    *[gr.Button(interactive=False)] * 4)
+        ref = cmp.parse_model_key(state["model"])
+        model, tok = cmp.load_model(ref, progress=progress_fn(progress))
+        sample = sample_pair(model, tok, state["prompts"][state["index"]], max_new_tokens=int(state["tokens"]),
+                             temperature=float(state["temp"]))
+        state["sample"] = {"prompt": sample.prompt, "a": sample.a, "b": sample.b, "sources": list(sample.sources),
+                           "identical": sample.identical}
+        return pair_html(state), state, *[gr.Button(interactive=True)] * 4
+
+    def start_collect(key: str | None, mode: str, run: str | None, n: int, prompts: str, temp: float, tokens: int,
+                      progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:
+        try:
+            if not key:
+                raise cmp.CompareError("Pick the model that writes A and B.")
+            msgs, _ = prompts_for(mode, run, n, prompts)
+            state = {"prompts": msgs, "index": 0, "model": key, "temp": temp, "tokens": tokens, "sample": None}
+            return (*sample_next(state, progress), "")
+        except Exception as exc:  # noqa: BLE001 - bad input or a model that fails: a message, nothing breaks
+            gr.Warning(str(exc))
+            return (gr.skip(), gr.skip(), *[gr.skip()] * 4, error(esc(exc)))
+
+    col_outputs = [c["col_html"], collect_state, *col_buttons, c["col_status"]]
+    col_inputs = [c["col_model"], c["mode"], c["run"], c["n"], c["prompts"], c["col_temp"], c["tokens"]]
+    c["col_start"].click(start_collect, col_inputs, col_outputs, concurrency_limit=1, concurrency_id="inference")
+
+    def judge(choice: str) -> Any:
+        def handler(state: dict[str, Any] | None, progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:
+            from app.engine.preferences import PairError, PairSample, record_choice
+
+            if not state or not state.get("sample"):
+                return (gr.skip(), gr.skip(), *[gr.skip()] * 4, warn("Sample A and B first."))
+            sample = state["sample"]
+            try:
+                count = record_choice(ctx.paths.preferences_file, PairSample(
+                    prompt=sample["prompt"], a=sample["a"], b=sample["b"], sources=tuple(sample["sources"])), choice,
+                    meta={"model": state["model"]})
+            except PairError as exc:
+                return (gr.skip(), gr.skip(), *[gr.skip()] * 4, warn(esc(exc)))
+            state["index"] += 1
+            said = {"a": "A preferred", "b": "B preferred", "tie": "tie (kept aside)", "skip": "skipped"}[choice]
+            try:
+                out = sample_next(state, progress)
+            except Exception as exc:  # noqa: BLE001
+                return (gr.skip(), state, *[gr.skip()] * 4, error(esc(exc)))
+            return (*out, ok(f"Prompt {state['index']}: {said}. {count} pair(s) in the file."))
+        return handler
+
+    for button, choice in zip(col_buttons, ("a", "b", "tie", "skip")):
+        button.click(judge(choice), collect_state, col_outputs, concurrency_limit=1, concurrency_id="inference")
+
+    # -- export ----------------------------------------------------------------------------------------------------
+    def default_out(run: str | None, kind: str) -> tuple[Any, ...]:
+        if not run:
+            return "", ""
+        out = ctx.paths.exports_dir / f"{run}-{'merged' if kind == MERGED else 'adapter'}"
+        return str(out), cmp.export_command(ctx.paths.runs_dir / run, out, kind == MERGED)
+
+    c["exp_run"].change(default_out, [c["exp_run"], c["exp_kind"]], [c["exp_out"], c["exp_cmd"]])
+    c["exp_kind"].change(default_out, [c["exp_run"], c["exp_kind"]], [c["exp_out"], c["exp_cmd"]])
+    c["exp_out"].input(lambda run, kind, out: cmp.export_command(ctx.paths.runs_dir / run, out, kind == MERGED)
+                       if run and out else "", [c["exp_run"], c["exp_kind"], c["exp_out"]], c["exp_cmd"])
+
+    def export(run: str | None, kind: str, out: str, progress: gr.Progress = gr.Progress()) -> str:
+        if not run or not out:
+            return warn("Pick a run and an output folder.")
+        out_path = Path(out).expanduser()
+        if not out_path.is_absolute():
+            out_path = ctx.paths.exports_dir / out_path
+        try:
+            if kind == MERGED:
+                done = cmp.export_merged(ctx.paths.runs_dir / run, out_path, progress=progress_fn(progress))
+            else:
+                done = cmp.export_adapter(ctx.paths.runs_dir / run, out_path)
+        except cmp.CompareError as exc:
+            return error(esc(exc))
+        except Exception as exc:
+            return error(f"Export failed: {esc(exc)}")
+        size = sum(p.stat().st_size for p in done.rglob("*") if p.is_file()) / 2**20
+        how = ("<code>AutoModelForCausalLM.from_pretrained(folder)</code>" if kind == MERGED else
+               "<code>PeftModel.from_pretrained(base_model, folder)</code>")
+        return ok(f"Exported to <code>{esc(done)}</code> ({size:.1f} MB). Load it with {how}.")
+
+    c["exp_btn"].click(export, [c["exp_run"], c["exp_kind"], c["exp_out"]], c["exp_status"],
+                       concurrency_limit=1, concurrency_id="inference")
+
+    def refresh() -> tuple[Any, ...]:
+        choices = model_choices(ctx.paths.runs_dir)
+        runs_all = run_choices(ctx.paths.runs_dir)
+        runs_adapter = run_choices(ctx.paths.runs_dir, with_adapter=True)
+        pairs = ctx.paths.preferences_file
+        return (gr.CheckboxGroup(choices=choices), gr.Dropdown(choices=runs_all),
+                gr.Dropdown(choices=runs_adapter),
+                gr.DownloadButton(value=str(pairs) if pairs.exists() else None, visible=pairs.exists()),
+                gr.Dropdown(choices=choices, value=choices[0][1] if choices else None))
+
+    refresh_outputs = [c["models"], c["run"], c["exp_run"], c["download"], c["col_model"]]
+    c["refresh_btn"].click(refresh, None, refresh_outputs)
+    c["_load"] = (refresh, refresh_outputs)
+    c["result"] = result_state
+    return ctx.register("compare", c)
+
+
+__all__ = ["build", "side_by_side_html", "pair_html", "model_choices"]
