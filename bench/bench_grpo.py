@@ -35,8 +35,11 @@ def plain_trl(steps: int) -> dict:
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
+    from app.engine.cpu_kernels import ensure_trl_logprob_kernel
     from app.engine.models import ensure_default_model
     from app.engine.tasks import arithmetic_rows
+
+    ensure_trl_logprob_kernel()  # TRL's Triton log-prob kernel is missing on CPU-only torch: without it step 1 fails
 
     path = ensure_default_model()
     tok = AutoTokenizer.from_pretrained(path)
@@ -116,6 +119,9 @@ def main() -> None:
             print(f"{variant} failed:\n{proc.stderr[-2000:]}")
             continue
         results[variant] = json.loads(line[-1][7:])
+        times = results[variant]["step_times"][args.warmup:] or results[variant]["step_times"]
+        print(f"{variant}: {sum(times) / len(times):.2f} s/step, peak RSS {results[variant]['peak_rss_mb']:.0f} MB",
+              flush=True)
     base = results.get("plain")
     print(f"\nGRPO, {CONFIG}, {args.steps} steps (first {args.warmup} not timed), {os.cpu_count()} CPU threads")
     print(f"{'variant':14s} {'backend':8s} {'dtype':9s} {'s/step':>7s} {'ratio':>6s} {'peak MB':>8s} {'ratio':>6s}")

@@ -37,6 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+from app.engine.runs import parse_json_lines
+
 PAIR_COLUMNS = ("prompt", "chosen", "rejected")
 CHOICES = ("a", "b", "tie", "skip")
 MAX_REPORTED = 3  # problems named one by one in a summary sentence; the rest are counted
@@ -264,17 +266,7 @@ def read_pairs(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     path = Path(path)
     if not path.exists():
         return []
-    rows = []
-    for raw in path.read_bytes().split(b"\n"):
-        if not raw.strip():
-            continue
-        try:
-            obj = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            continue
-        if isinstance(obj, dict):
-            rows.append(obj)
-    return rows
+    return parse_json_lines(path.read_bytes())
 
 
 def count_pairs(path: str | os.PathLike[str]) -> int:

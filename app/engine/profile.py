@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from rewards.text import last_boxed
+
 SAMPLE_ROWS = 2000  # rows read for answer-kind and demonstration detection
 KIND_DOMINANT_SHARE = 0.6  # below this share the answer kind is reported with low confidence
 SHORT_TEXT_MAX_WORDS = 5  # answers up to this many words count as short (exact-match checkable) text
@@ -170,7 +172,9 @@ def _decode(path: Path, data: bytes) -> str:
 
 def _jsonl_rows(path: Path, text: str) -> list[dict[str, Any]]:
     rows = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    # Split on "\n" only: str.splitlines() also breaks at U+2028, U+0085 and other separators that JSON writers
+    # leave unescaped inside strings (json.dumps(..., ensure_ascii=False)), tearing valid lines apart.
+    for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:
@@ -303,7 +307,7 @@ def final_answer(text: str) -> str:
     match = GSM8K_RE.search(text)
     if match:
         return match.group(1)
-    boxed = _last_boxed(text)
+    boxed = last_boxed(text)
     if boxed is not None:
         return boxed
     last_line = text.splitlines()[-1] if text else ""
@@ -311,21 +315,6 @@ def final_answer(text: str) -> str:
     if match and len(text) > len(match.group(1)) * DEMO_MIN_RATIO:
         return match.group(1)
     return text
-
-
-def _last_boxed(text: str) -> str | None:
-    start = text.rfind("\\boxed{")
-    if start < 0:
-        return None
-    depth, i = 0, start + len("\\boxed")
-    for j in range(i, len(text)):  # braces nest: \boxed{\frac{1}{2}}
-        if text[j] == "{":
-            depth += 1
-        elif text[j] == "}":
-            depth -= 1
-            if depth == 0:
-                return text[i + 1 : j]
-    return None
 
 
 def is_number(text: str) -> bool:

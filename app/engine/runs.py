@@ -95,8 +95,13 @@ def read_jsonl(path: Path, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
     end = data.rfind(b"\n")
     if end < 0:
         return [], offset
+    return parse_json_lines(data[: end + 1]), offset + end + 1
+
+
+def parse_json_lines(data: bytes) -> list[dict[str, Any]]:
+    """The JSON objects of `data`, one per line; blank, corrupt or non-object lines are skipped."""
     records = []
-    for raw in data[: end + 1].splitlines():
+    for raw in data.splitlines():
         if not raw.strip():
             continue
         try:
@@ -105,7 +110,7 @@ def read_jsonl(path: Path, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
             continue
         if isinstance(obj, dict):
             records.append(obj)
-    return records, offset + end + 1
+    return records
 
 
 # -- status -------------------------------------------------------------------------------------------------

@@ -129,10 +129,12 @@ def build(ctx: UIContext) -> dict[str, Any]:
             c["col_start"] = gr.Button("Sample A and B", variant="primary", scale=1, elem_id="compare-col-start")
         c["col_html"] = gr.HTML("", elem_id="compare-col-pair")
         with gr.Row():
-            c["col_a"] = gr.Button("A is better", interactive=False, elem_id="compare-col-a")
-            c["col_b"] = gr.Button("B is better", interactive=False, elem_id="compare-col-b")
-            c["col_tie"] = gr.Button("Tie", interactive=False, size="sm")
-            c["col_skip"] = gr.Button("Skip", interactive=False, size="sm")
+            c["col_a"] = gr.Button("A is better [A]", interactive=False, elem_id="compare-col-a")
+            c["col_b"] = gr.Button("B is better [B]", interactive=False, elem_id="compare-col-b")
+            c["col_tie"] = gr.Button("Tie", interactive=False, size="sm", elem_id="compare-col-tie")
+            c["col_skip"] = gr.Button("Skip", interactive=False, size="sm", elem_id="compare-col-skip")
+        gr.Markdown("Keys: <kbd>A</kbd> or <kbd>1</kbd> · <kbd>B</kbd> or <kbd>2</kbd> · <kbd>T</kbd> tie · "
+                    "<kbd>S</kbd> skip (while the focus is not in a text field).", elem_classes=["wb-muted"])
         c["col_status"] = gr.HTML("", elem_id="compare-col-status")
     collect_state = gr.State(None)
     with gr.Accordion("Export a run", open=False, elem_id="compare-export"):
