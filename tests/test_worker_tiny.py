@@ -46,6 +46,14 @@ def test_each_method_writes_a_complete_run_folder(tiny_model_dir, tmp_path, meth
         assert all(isinstance(s["advantage"], float) for s in samples)
 
 
+def test_periodic_evaluation_at_the_last_step_is_not_run_twice(tiny_model_dir, tmp_path):
+    spec = tiny_spec(tiny_model_dir, **{"logging.eval_every": 1})
+    result = train(spec, runs_dir=tmp_path, progress_bar=False, log=lambda m: None)
+    evals = [r for r in runs.read_jsonl(result.run_dir / "metrics.jsonl")[0] if "eval/accuracy" in r]
+    assert [r["step"] for r in evals] == [0, 1, 2, 2]  # start, each step, and the final record
+    assert evals[-1]["final"] and evals[-1]["eval/seconds"] == evals[-2]["eval/seconds"]  # the same evaluation
+
+
 def test_stop_file_stops_at_the_next_step_with_a_checkpoint(tiny_model_dir, tmp_path):
     spec = tiny_spec(tiny_model_dir, **{"training.max_steps": 5, "logging.save_steps": 100})
     run_dir = runs.create_run_dir(spec, tmp_path)

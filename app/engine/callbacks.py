@@ -42,6 +42,7 @@ class RunFolderCallback(TrainerCallback):
         self.stop = stop
         self.sample_every = max(1, sample_every)
         self.eval_every = eval_every
+        self.last_eval: tuple[int, dict[str, Any]] | None = None  # (step, metrics) of the latest periodic evaluation
         self.evaluate = evaluate
         self.guarded = guarded_rewards or []
         self.failure_check = failure_check
@@ -73,7 +74,8 @@ class RunFolderCallback(TrainerCallback):
             control.should_training_stop = True
             control.should_save = True  # a checkpoint at the step where we stopped, so resume loses nothing
         if self.eval_every and self.evaluate and state.global_step % self.eval_every == 0 and not self.stopped:
-            self._write({"step": state.global_step, **self.evaluate(state.global_step)})
+            self.last_eval = (state.global_step, self.evaluate(state.global_step))
+            self._write({"step": state.global_step, **self.last_eval[1]})
         return control
 
     def on_save(self, args, state, control, **kwargs):

@@ -239,7 +239,11 @@ def _train(
     getattr(tokenizer, "tokenizer", tokenizer).save_pretrained(str(adapter_dir))
     final: dict[str, Any] = {}
     if spec.logging.eval_at_end:
-        final = run_eval(trainer.state.global_step)
+        step = trainer.state.global_step
+        if folder_cb.last_eval and folder_cb.last_eval[0] == step:  # the periodic evaluation just ran at this step
+            final = folder_cb.last_eval[1]
+        else:
+            final = run_eval(step)
         if final:
             runs.append_jsonl(run_dir / "metrics.jsonl", {"step": trainer.state.global_step, "time": time.time(), **final, "final": True})
     runs.update_status(
