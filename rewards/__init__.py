@@ -65,6 +65,7 @@ from rewards.guard import (
     check_failure_threshold,
     guard,
     reward_name,
+    unique_names,
 )
 from rewards.length import CosineLength, Length, Repetition, make_cosine_length, make_length, make_repetition
 from rewards.registry import RewardInfo, RewardNotFound, available, exists, get, info, register
@@ -109,7 +110,7 @@ __all__ = [
     "score", "ScoreTable", "group_advantages",
     # helpers
     "completion_text", "prompt_text", "answer_region", "extract_number", "reference_number", "last_boxed",
-    "normalize_answer", "extract_code", "reward_name", "Reward", "MissingColumnError",
+    "normalize_answer", "extract_code", "reward_name", "unique_names", "Reward", "MissingColumnError",
     "USER_REWARD_TEMPLATE", "EXAMPLES",
     # factories and classes
     "make_numeric_answer", "make_exact_answer", "make_gsm8k_answer", "make_math_equivalence", "make_format_tags",

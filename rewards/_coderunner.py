@@ -7,9 +7,13 @@ assert mode: the program runs once as module `solution`; each test is code run i
 raises nothing). io mode: each test {"input", "output"} runs the program as `__main__` with that stdin and
 compares its stdout (trailing whitespace ignored).
 Results go to `results.txt` in the working folder, one line per test as soon as it is known ("P 3", "F 3 why"),
-so a hard kill on timeout still leaves the tests that finished.
+so a hard kill on timeout still leaves the tests that finished. Each line starts with an HMAC of its text under
+the job's one-time `key` (removed from the job before the program runs): a program that writes "P 0" into the file
+itself, or copies a line it read there, cannot pass a test it failed.
 """
 import contextlib
+import hashlib
+import hmac
 import io
 import json
 import os
@@ -105,11 +109,14 @@ def run_job(job, timeout, report):
 def runner_main(argv):
     memory_mb, timeout, allow_network = int(argv[0]), float(argv[1]), argv[2] == "1"
     job = json.loads(sys.stdin.read())
+    key = str(job.pop("key", "")).encode()
     sys.stdin = io.StringIO("")
     fd = os.open("results.txt", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
 
     def report(line):
-        os.write(fd, (line.replace("\n", " ") + "\n").encode("utf-8", "replace"))
+        line = line.replace("\n", " ")
+        mac = hmac.new(key, line.encode("utf-8", "replace"), hashlib.sha256).hexdigest()
+        os.write(fd, (mac + " " + line + "\n").encode("utf-8", "replace"))
 
     quiet_threads_env()  # noqa: F821 - defined by _limits.py, which precedes this file
     apply_limits(memory_mb=memory_mb, cpu_s=timeout * max(1, len(job.get("tests", []))) + 2, nofile=64,  # noqa: F821

@@ -7,7 +7,6 @@ which rewards every completion of an unverifiable prompt).
 """
 from __future__ import annotations
 
-import logging
 import re
 import threading
 from collections.abc import Sequence
@@ -243,20 +242,6 @@ def _prepare_math(text: str) -> str:
 # Only text that looks like LaTeX is retried inside $...$: math-verify reads "no idea" as the product n*o*i*d*e*a.
 _LATEXISH = re.compile(r"\\[a-zA-Z]+|\^|_\{")
 
-_quiet_lock = threading.Lock()
-_quiet_done = False
-
-
-def _quiet_math_verify() -> None:
-    # math-verify logs a warning per call when its signal-based timeout is off (outside the main thread).
-    global _quiet_done
-    with _quiet_lock:
-        if not _quiet_done:
-            for logger_name in ("math_verify", "math_verify.parser", "math_verify.grader"):
-                logging.getLogger(logger_name).setLevel(logging.ERROR)
-            _quiet_done = True
-
-
 class MathEquivalence(Reward):
     """Scores mathematical equivalence with math-verify (see `make_math_equivalence`)."""
 
@@ -317,11 +302,11 @@ class MathEquivalence(Reward):
         from math_verify import verify
 
         refs = column(kwargs, self.answer_column, len(texts), self.__name__, "answer_column")
-        # math-verify's timeouts use SIGALRM, which only works in the main thread
-        main = threading.current_thread() is threading.main_thread()
-        timeout = self.timeout_s if main else None
-        if not main:
-            _quiet_math_verify()
+        # math-verify's timeouts use SIGALRM, which only works in the main thread. Elsewhere (the app's event
+        # threads) one answer such as \boxed{10^{10^{10}}} would hold the GIL for minutes: score in a worker process.
+        if threading.current_thread() is not threading.main_thread():
+            return self._score_in_worker(texts, refs)
+        timeout = self.timeout_s
         golds: dict[str, list[Any]] = {}  # the G completions of a prompt share one reference
         out: list[float | None] = []
         for text, ref in zip(texts, refs):
@@ -346,6 +331,37 @@ class MathEquivalence(Reward):
             out.append(self.correct if ok else self.wrong)
         return out
 
+    def _score_in_worker(self, texts: list[str], refs: list[Any]) -> list[float | None]:
+        """score_texts in a warm sandboxed process (main thread there, so the per-answer timeouts work); a batch
+        that still overruns is killed and scores `wrong`."""
+        from rewards.sandbox import SandboxedReward
+
+        params = dict(answer_column="answer", correct=self.correct, wrong=self.wrong,
+                      float_rounding=self.float_rounding, timeout_s=self.timeout_s)
+        source = _WORKER_SOURCE.format(params=repr(params))
+        with _workers_lock:
+            worker = _workers.get(source)
+            if worker is None:
+                worker = _workers[source] = SandboxedReward(source, "math_equivalence_worker", name=self.__name__,
+                                                            timeout_s=30 + 2 * self.timeout_s * len(texts))
+            worker.timeout_s = max(worker.timeout_s, 30 + 2 * self.timeout_s * len(texts))
+        scores, errors = worker.score_with_errors(texts, answer=[None if r is None else str(r) for r in refs])
+        return [self.wrong if e is not None else s for s, e in zip(scores, errors)]
+
+
+# The worker-process side of MathEquivalence._score_in_worker (one warm sandboxed process per parameter set).
+_WORKER_SOURCE = '''
+from rewards.answers import MathEquivalence
+
+_REWARD = MathEquivalence(**{params})
+
+
+def math_equivalence_worker(completions, answer, **kwargs):
+    return _REWARD.score_texts(list(completions), {{"answer": answer}})
+'''
+_workers: dict[str, Any] = {}
+_workers_lock = threading.Lock()
+
 
 def make_math_equivalence(answer_column: str = "answer", correct: float = 1.0, wrong: float = 0.0,
                           float_rounding: int = 6, timeout_s: int = 5,
@@ -361,7 +377,8 @@ def make_math_equivalence(answer_column: str = "answer", correct: float = 1.0, w
         correct: score of an equivalent answer.
         wrong: score of a wrong or missing answer (also when math-verify times out on it).
         float_rounding: decimal places used when comparing floats.
-        timeout_s: math-verify's parse and verify time limit (main thread only; it uses SIGALRM).
+        timeout_s: math-verify's parse and verify time limit per answer. Its timeouts use SIGALRM, so off the
+            main thread (e.g. in the app) the batch is scored in a sandboxed worker process instead.
         name: `__name__` of the reward; default "math_equivalence".
 
     Returns:

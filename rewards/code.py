@@ -15,9 +15,12 @@ Test formats accepted in the tests column (a Python value, or the same as a JSON
 from __future__ import annotations
 
 import ast
+import hashlib
+import hmac
 import json
 import os
 import re
+import secrets
 import shutil
 import subprocess
 import sys
@@ -151,6 +154,7 @@ def run_tests(program: str, job: dict[str, Any], test_timeout_s: float = 2.0, ti
     ([True, False], None)
     """
     n = len(job["tests"])
+    key = secrets.token_hex(16)  # signs the runner's result lines (see _coderunner)
     folder = tempfile.mkdtemp(prefix="rft-code-")
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": folder, "TMPDIR": folder,
            "LANG": os.environ.get("LANG", "C.UTF-8"), "PYTHONIOENCODING": "utf-8", "PYTHONDONTWRITEBYTECODE": "1"}
@@ -163,7 +167,7 @@ def run_tests(program: str, job: dict[str, Any], test_timeout_s: float = 2.0, ti
             start_new_session=True,
         )
         try:
-            proc.communicate(json.dumps({**job, "program": program}).encode(), timeout=timeout_s)
+            proc.communicate(json.dumps({**job, "program": program, "key": key}).encode(), timeout=timeout_s)
         except subprocess.TimeoutExpired:
             error = f"timed out after {timeout_s:g} s"
             try:
@@ -178,7 +182,11 @@ def run_tests(program: str, job: dict[str, Any], test_timeout_s: float = 2.0, ti
             lines = Path(folder, "results.txt").read_text(encoding="utf-8", errors="replace").splitlines()
         except OSError:
             lines = []
-        for line in lines:
+        for signed in lines:
+            mac, _, line = signed.partition(" ")
+            if not hmac.compare_digest(mac, hmac.new(key.encode(), line.encode("utf-8", "replace"),
+                                                     hashlib.sha256).hexdigest()):
+                continue  # not written by the runner (the program wrote into the file): ignored
             kind, _, rest = line.partition(" ")
             if kind == "P":
                 i = int(rest.split(" ", 1)[0])

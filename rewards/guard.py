@@ -196,6 +196,21 @@ class GuardedReward:
         return f"<guarded {self.__name__}: {self.calls} calls, {self.failed_calls} with errors>"
 
 
+def unique_names(names: Sequence[str]) -> list[str]:
+    """`names` with repeats suffixed `_2`, `_3`, …: TRL keys its `rewards/<name>/mean` metrics by name, so two rewards
+    of one kind (e.g. two `format_tags` with different tags) would otherwise share one chart and one error count.
+
+    >>> unique_names(["format_tags", "numeric_answer", "format_tags"])
+    ['format_tags', 'numeric_answer', 'format_tags_2']
+    """
+    seen: dict[str, int] = {}
+    out = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        out.append(name if seen[name] == 1 else f"{name}_{seen[name]}")
+    return out
+
+
 def guard(fn: Callable[..., Any], name: str | None = None, error_score: float | None = None) -> GuardedReward:
     """Wrap a reward so it never raises: failures become None (or `error_score`) and are counted.
 

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from rewards.guard import GuardedReward, call_reward, normalize_scores, reward_name
+from rewards.guard import GuardedReward, call_reward, normalize_scores, reward_name, unique_names
 from rewards.text import completion_text, prompt_text
 
 RewardLike = Callable[..., Any] | str
@@ -39,6 +39,10 @@ def _no_log(*args: Any, **kwargs: Any) -> None:
 def batch_kwargs(rows: Sequence[dict[str, Any]], trainer_extras: bool = False) -> tuple[list[Any], dict[str, Any]]:
     """Rows → (completions, kwargs) in TRL's calling form: `prompts`, plus one list per other column.
 
+    As in GRPOTrainer, a completion of a conversational prompt (a list of messages) is conversational too: a
+    plain-text completion of such a row becomes `[{"role": "assistant", "content": text}]`, so a reward that reads
+    `completions[i][0]["content"]` in training works unchanged in evaluation, the playground and the dry run.
+
     With `trainer_extras`, also what GRPOTrainer adds: a stand-in `trainer_state` (step 0 of 1) and no-op
     `log_extra` / `log_metric`, so a reward written for training runs unchanged in a dry run or the playground.
 
@@ -49,7 +53,10 @@ def batch_kwargs(rows: Sequence[dict[str, Any]], trainer_extras: bool = False) -
     for i, row in enumerate(rows):
         if not isinstance(row, dict) or "completion" not in row:
             raise ValueError(f"row {i} has no 'completion' (rows are dicts with completion, prompt, columns)")
-        completions.append(row["completion"])
+        completion = row["completion"]
+        if isinstance(completion, str) and isinstance(row.get("prompt"), list):
+            completion = [{"role": "assistant", "content": completion}]
+        completions.append(completion)
     keys: list[str] = []
     for row in rows:
         keys += [k for k in row if k not in ("prompt", "completion", "prompts", "completions") and k not in keys]
@@ -66,7 +73,6 @@ def _resolve(funcs: Sequence[Any]) -> list[tuple[Callable[..., Any], str, float]
     from rewards.registry import get
 
     out: list[tuple[Callable[..., Any], str, float]] = []
-    seen: dict[str, int] = {}
     for item in funcs:
         fn, weight = item if isinstance(item, tuple) else (item, 1.0)
         if isinstance(fn, str):
@@ -74,11 +80,8 @@ def _resolve(funcs: Sequence[Any]) -> list[tuple[Callable[..., Any], str, float]
         name = reward_name(fn)
         if isinstance(fn, GuardedReward):  # scoring must not count into the training error counters
             fn = fn.fn
-        seen[name] = seen.get(name, 0) + 1
-        if seen[name] > 1:
-            name = f"{name}_{seen[name]}"
         out.append((fn, name, float(weight)))
-    return out
+    return [(fn, name, weight) for (fn, _, weight), name in zip(out, unique_names([n for _, n, _ in out]))]
 
 
 def _stats(values: list[float]) -> tuple[float | None, float | None]:
@@ -291,7 +294,7 @@ def dry_run(funcs: Sequence[Callable[..., Any]], rows: Sequence[dict[str, Any]],
             if inner:
                 errors = [e or i for e, i in zip(errors, inner)]
                 scores = [None if e else s for s, e in zip(scores, errors)]
-        except Exception as exc:  # noqa: BLE001 - the point is to report it
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 - the point is to report it (sys.exit too)
             from rewards.guard import _describe
 
             scores, errors = [None] * len(completions), [None] * len(completions)

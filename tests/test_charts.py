@@ -116,7 +116,7 @@ def test_sft_dashboard_uses_loss_and_token_accuracy():
     records = [{"step": s, "loss": 2.0 / s, "mean_token_accuracy": 0.3 + 0.1 * s, "learning_rate": 2e-4,
                 "grad_norm": 1.0, "entropy": 1.0, "step_time": 2.0} for s in (1, 2, 3)]
     figs = charts.dashboard(records, "sft")
-    assert set(figs) == {"reward", "eval", "dynamics"}
+    assert set(figs) == {"reward", "eval", "dynamics", "method"} and figs["method"] is None
     assert figs["reward"].layout.title.text == "Training loss"
     titles = [a.text for a in figs["dynamics"].layout.annotations]
     assert "Token accuracy" in titles and "KL to reference" not in titles
@@ -125,7 +125,8 @@ def test_sft_dashboard_uses_loss_and_token_accuracy():
 def test_every_figure_serialises_to_json():
     for method, records in (("grpo", grpo_records(3)), ("grpo", []), ("sft", [{"step": 1, "loss": 1.0}])):
         for fig in charts.dashboard(records, method).values():
-            json.loads(fig.to_json())
+            if fig is not None:
+                json.loads(fig.to_json())
 
 
 def test_latest_values():
@@ -137,6 +138,7 @@ def test_dpo_dashboard_shows_implicit_rewards_and_preference_accuracy():
     records = [{"step": 0, "eval/preference_accuracy": 0.55, "eval/accuracy": 0.3}]
     records += [{"step": s, "loss": 0.69 - 0.05 * s, "rewards/chosen": 0.01 * s, "rewards/rejected": -0.01 * s,
                  "rewards/margins": 0.02 * s, "rewards/accuracies": 0.5 + 0.1 * s, "logps/chosen": -20.0,
+                 "logps/rejected": -22.0 - s,
                  "grad_norm": 1.0, "learning_rate": 5e-5, "step_time": 3.0} for s in (1, 2, 3)]
     records.append({"step": 3, "eval/preference_accuracy": 0.8, "eval/accuracy": 0.4})
     figs = charts.dashboard(records, "dpo")
@@ -146,4 +148,16 @@ def test_dpo_dashboard_shows_implicit_rewards_and_preference_accuracy():
     assert list(pref.x) == [0, 3] and list(pref.text) == ["55%", "80%"]
     titles = [a.text for a in figs["dynamics"].layout.annotations]
     assert "Preference accuracy (train batch)" in titles
+    assert {"logps/chosen", "logps/rejected"} <= set(trace_names(figs["dynamics"]))  # one panel, both lines
     assert "Waiting" in charts.preference_figure([]).layout.annotations[0].text
+
+
+def test_prefix_rft_dashboard_adds_the_prefix_panels():
+    records = [{"step": s, "loss": 0.1, "reward": 0.5, "prefix/fraction_low": 0.9 - 0.1 * s, "prefix/fraction": 0.92,
+                "prefix/reward_prefixed": 0.8, "prefix/reward_on_policy": 0.4, "prefix/tokens_updated_share": 0.2}
+               for s in (1, 2, 3)]
+    fig = charts.dashboard(records, "prefix_rft")["method"]
+    assert set(trace_names(fig)) == {"prefix/fraction_low", "prefix/fraction", "prefix/reward_prefixed",
+                                     "prefix/reward_on_policy", "prefix/tokens_updated_share"}
+    assert "No Prefix-RFT metrics" in charts.dashboard([{"step": 1, "loss": 0.1}], "prefix_rft")["method"] \
+        .layout.annotations[0].text

@@ -197,3 +197,19 @@ def test_tree_layout_leaves_room_for_every_label() -> None:
         xs.sort()
         assert all(b - a >= 1 for a, b in zip(xs, xs[1:]))  # one unit apart on every row
     assert all(len(line) <= 11 for n in tree_nodes() for line in n.short.split("<br>"))
+
+
+def test_recommendations_cite_the_measured_comparison_where_it_applies() -> None:
+    """The leaves the method comparison bears on name its numbers and the page that holds them."""
+    from pathlib import Path
+
+    from app.engine.decision import EVIDENCE, MEASURED_DOC
+
+    assert (Path(__file__).resolve().parents[1] / MEASURED_DOC).exists()
+    for leaf, answers, _method, _phrase in LEAF_CASES:
+        rec = recommend(answers)
+        if leaf in EVIDENCE:
+            assert rec.evidence == EVIDENCE[leaf] and EVIDENCE[leaf] in rec.paragraph and MEASURED_DOC in rec.paragraph
+        else:
+            assert rec.evidence is None and MEASURED_DOC not in rec.paragraph
+    assert {"grpo_few", "prefix_rft", "dft", "sft_short"} <= set(EVIDENCE)

@@ -42,7 +42,7 @@ def metrics(run_dir: Path) -> list[dict]:
     return runs.read_jsonl(run_dir / "metrics.jsonl")[0]
 
 
-@pytest.mark.parametrize("recipe", ["arithmetic-grpo", "arithmetic-sft", "arithmetic-dft"])
+@pytest.mark.parametrize("recipe", ["arithmetic-grpo", "arithmetic-sft", "arithmetic-dft", "arithmetic-prefix-rft"])
 def test_two_step_run_writes_the_run_folder(recipe, tmp_path):
     run_dir = tmp_path / "run"
     proc = cli(str(ROOT / "recipes" / f"{recipe}.yaml"), "--run-dir", str(run_dir), "--max-steps", "2", *sets(SMALL))
@@ -61,6 +61,9 @@ def test_two_step_run_writes_the_run_folder(recipe, tmp_path):
     assert 0.0 <= evals[-1]["eval/accuracy"] <= 1.0
     assert (run_dir / "adapter" / "adapter_config.json").exists()
     assert runs.latest_checkpoint(run_dir) is not None
+    if recipe.endswith("prefix-rft"):  # the prefixed rollouts ran (their metrics come only from that loss)
+        for r in steps:
+            assert {"reward", "prefix/fraction_low", "prefix/tokens_updated_share"} <= r.keys()
     if recipe.endswith("grpo"):
         for r in steps:
             assert {"reward", "reward_std", "rewards/numeric_answer/mean", "completions/mean_length", "entropy"} <= r.keys()

@@ -398,7 +398,7 @@ def test_worker_trains_prefix_rft_with_trl(tiny_model_dir, tmp_path):
     a, b = re.search(r"What is (\d+) \+ (\d+)", step1[0]["prompt"]).groups()
     starts = [s["completion"].startswith(f"{a} + {b}") for s in step1]
     assert starts == [False, False, True, True]  # the last 2 of the group continue the worked answer
-    from app.engine.prefix_rft import prefix_figure
+    from app.engine.charts import prefix_figure
 
     names = [trace.name for trace in prefix_figure(runs.read_jsonl(result.run_dir / "metrics.jsonl")[0]).data]
     assert names == ["prefix/fraction_low", "prefix/fraction", "prefix/reward_prefixed", "prefix/reward_on_policy",

@@ -5,6 +5,7 @@ import doctest
 import math
 import pickle
 import threading
+import time
 
 import pytest
 
@@ -179,6 +180,22 @@ class TestMathEquivalence:
     def test_unparseable_reference_is_not_applicable(self):
         # open-r1 gives such samples 1.0 (rewarding every completion); TRL gives None, as here
         assert self.reward(["x = 3", "3"], answer=["no idea", None]) == [None, None]
+
+    def test_off_the_main_thread_a_runaway_answer_cannot_freeze_the_process(self):
+        """math-verify's own timeouts need the main thread; off it (the app's event threads) the batch is scored in a
+        sandboxed worker, so a power tower that sympy would evaluate for minutes costs its score, not the app."""
+        reward = rewards.get("math_equivalence", timeout_s=1)
+        out, ticks = [], []
+        thread = threading.Thread(target=lambda: out.append(
+            reward(["\\boxed{10^{10^{10}}}", "\\boxed{\\frac{1}{2}}"], answer=["5", "0.5"])))
+        start = time.perf_counter()
+        thread.start()
+        while thread.is_alive() and time.perf_counter() - start < 120:
+            ticks.append(time.perf_counter())
+            time.sleep(0.05)
+        thread.join(1)
+        assert out == [[0.0, 1.0]]
+        assert len(ticks) > 5 and max(b - a for a, b in zip(ticks, ticks[1:])) < 1.0  # this thread kept running
 
     def test_works_off_the_main_thread(self):
         out = []
@@ -434,6 +451,19 @@ class TestPythonTests:
         out = fn([loop, swallow, bomb, exits, files, ADD], tests=[TESTS] * 6)
         assert out == [0.0, 0.0, 0.0, 0.0, 1.0, 1.0]
         assert not (tmp_path / "leak.txt").exists()  # it ran in its own temporary folder
+
+    def test_a_program_cannot_forge_its_own_results(self):
+        """Reward hacking through the runner's state: writing pass lines into the results file (directly, through
+        its open descriptor, or by copying a genuine line) passes nothing the program failed."""
+        forge = ("```python\nimport os\nopen('results.txt', 'a').write('P 0\\nP 1\\nP 2\\nP 3\\n')\n"
+                 "for fd in range(3, 20):\n    try:\n        os.write(fd, b'P 0\\nP 1\\nP 2\\nP 3\\n')\n"
+                 "    except OSError:\n        pass\ndef add(a, b):\n    return 99\n```")
+        replay = ("```python\ndef add(a, b):\n    lines = open('results.txt').read().splitlines()\n"
+                  "    if lines:\n        mac, _, text = lines[0].partition(' ')\n"
+                  "        with open('results.txt', 'a') as f:\n"
+                  "            f.write(mac + ' P 1\\n' + mac + ' P 2\\n' + mac + ' P 3\\n')\n"
+                  "    return 3 if (a, b) == (1, 2) else 99\n```")
+        assert self.reward([forge, replay], tests=[TESTS] * 2) == [0.0, 0.25]
 
     def test_wall_time_limit_keeps_finished_tests(self):
         # each test sleeps; the wall limit cuts the run, the tests already reported still count

@@ -54,6 +54,40 @@ def test_dead_worker_reads_as_failed(tmp_path):
     assert "killed or ran out of memory" in status["error"]
 
 
+def test_worker_dead_before_its_first_status_reads_as_failed_with_its_log(tmp_path):
+    """launch_run records the pid at once: a worker that dies while importing (here: a bad spec path on purpose,
+    so app.train exits 2 before writing any status) is no ghost 'queued' run; its log tail explains why."""
+    run_dir = runs.create_run_dir(RunSpec(method="sft", name="dies early"), tmp_path)
+    (run_dir / "spec.yaml").write_text("method: [unclosed\n")
+    proc = runs.launch_run(run_dir)
+    status = runs.read_status(run_dir)
+    assert status["pid"] == proc.pid and status.get("pid_started_at")
+    assert proc.wait(timeout=120) != 0
+    status = runs.read_status(run_dir)
+    assert status["state"] == "failed" and "train.log" in status["error"]
+    assert (run_dir / "train.log").read_text().strip().splitlines()[-1] in status["error"]
+
+
+def test_stop_of_a_queued_worker_waits_for_it_instead_of_killing_it(tmp_path):
+    """A queued worker has no SIGTERM handler yet: the stop goes through the STOP file only, and the worker keeps a
+    STOP file newer than its own start (clear_stale_stop removes only older ones)."""
+    import time
+
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        runs.update_status(tmp_path, state="queued", pid=sleeper.pid)
+        runs.request_stop(tmp_path)
+        time.sleep(0.3)
+        assert sleeper.poll() is None and runs.stop_requested(tmp_path)
+        runs.clear_stale_stop(tmp_path, since=time.time() - 60)  # the request came after the worker started: kept
+        assert runs.stop_requested(tmp_path)
+        runs.clear_stale_stop(tmp_path, since=time.time() + 1)  # an older request (an earlier stop): removed
+        assert not runs.stop_requested(tmp_path)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
 def test_live_worker_reads_as_running(tmp_path):
     import os
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -23,6 +24,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.browser
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update"]
@@ -328,3 +330,63 @@ def test_compare_base_and_adapter_side_by_side(page, app_server):
     pair = json.loads(lines[0])
     assert pair["prompt"][-1]["role"] == "user" and "Reply with only the number" in pair["prompt"][-1]["content"]
     assert pair["chosen"][0]["role"] == "assistant" and pair["rejected"][0]["role"] == "assistant"
+
+
+def test_collect_pairs_with_keyboard_shortcuts(page, app_server):
+    """The DPO collection loop: two sampled replies, the user presses a key, the pair is appended at once."""
+    open_tab(page, "4 · Compare")
+    pairs = app_server["home"] / "preferences" / "pairs.jsonl"
+    before = len(pairs.read_text().splitlines()) if pairs.exists() else 0
+    page.locator("#compare-collect").get_by_text("Collect preference pairs").click()
+    choose(page, "compare-col-model", "base · SmolLM2-135M-Instruct")
+    page.locator("#compare-col-start").click()
+    expect(page.locator("#compare-col-a")).to_be_enabled(timeout=240_000)
+    expect(page.locator("#compare-col-pair")).to_contain_text("What is")
+    page.locator("#compare-col-status").click()  # focus away from any text field
+    page.keyboard.press("a")
+    expect(page.locator("#compare-col-status")).to_contain_text(re.compile(r"Prompt \d+: A preferred"), timeout=240_000)
+    page.wait_for_timeout(500)
+    shot(page, "4-compare-collect")
+    lines = pairs.read_text().splitlines()
+    assert len(lines) == before + 1, lines
+    pair = json.loads(lines[-1])
+    assert pair["chosen"][0]["role"] == "assistant" and pair["chosen"] != pair["rejected"]
+    expect(page.locator("#compare-col-count")).to_contain_text(f"{len(lines)} preference pair(s)")
+    page.locator("#compare-col-train").click()  # launch DPO from the pairs: a pre-filled run in 3 · Train
+    expect(page.locator("#train-yaml")).to_contain_text("method: dpo", timeout=20_000)
+    expect(page.locator("#train-yaml")).to_contain_text("pairs.jsonl")
+
+
+def test_method_comparison_section_reopens_a_comparison_folder(page, app_server):
+    """A comparison folder as `python -m app.compare_methods` leaves it (here written by hand: no training) shows as
+    a table, held-out curves per method and the command; a bad setting is refused before anything starts."""
+    from app.engine import method_compare as mc
+    from app.engine import runs
+
+    home = app_server["home"]
+    entries = []
+    for key, evals in (("sft", [(0, 0.2), (10, 0.3)]), ("grpo", [(0, 0.2), (10, 0.6)])):
+        run_dir = home / "fake-runs" / key
+        run_dir.mkdir(parents=True)
+        runs.update_status(run_dir, state="finished", step=10, started_at=0.0, ended_at=90.0)
+        for step, acc in evals:
+            runs.append_jsonl(run_dir / "metrics.jsonl", {"step": step, "eval/accuracy": acc, "eval/reward": acc})
+        entries.append({"key": key, "label": mc.METHOD_LABELS[key], "state": "finished",
+                        "runs": [{"run_dir": str(run_dir), "step_offset": 0, "max_steps": 10}]})
+    folder = home / "comparisons" / "20261122-000000-arithmetic"
+    folder.mkdir(parents=True)
+    config = mc.CompareConfig(methods=["sft", "grpo"], steps=10).to_dict()
+    (folder / mc.COMPARISON_FILE).write_text(json.dumps({"config": config, "state": "finished", "methods": entries}))
+
+    open_tab(page, "4 · Compare")
+    page.locator("#methods-section").get_by_text("Compare training methods").first.click()
+    page.locator("#methods-section").get_by_role("button", name="↻").click()
+    expect(page.locator("#methods-status")).to_contain_text("Finished: 2 methods", timeout=30_000)
+    expect(page.locator("#methods-table")).to_contain_text("60.0%")
+    page.wait_for_timeout(1000)
+    assert plot_points(page, "methods-curves") == {"SFT": 2, "GRPO": 2}
+    expect(page.locator("#methods-command")).to_contain_text("python -m app.compare_methods")
+    fill_number(page, "methods-steps", "0")
+    page.locator("#methods-start").click()
+    expect(page.locator("#methods-action")).to_contain_text("Not started", timeout=20_000)
+    shot(page, "4-compare-methods")

@@ -58,6 +58,50 @@ def test_method_defaults_make_valid_specs(method, gpu):
     spec.validate(check_files=False)
 
 
+@pytest.mark.parametrize("answers, method", [
+    (dict(has_preferences=False, has_labels=True, verifiable=True, n_examples=40, has_demonstrations=False), "grpo"),
+    (dict(has_preferences=False, has_labels=True, verifiable=True, n_examples=40, has_demonstrations=True),
+     "prefix_rft"),
+    (dict(has_preferences=False, has_labels=True, verifiable=True, n_examples=5000, reasoning_helps=False), "sft"),
+    (dict(has_preferences=False, has_labels=False, verifiable=False), "dpo"),
+])
+def test_recommended_spec_carries_the_recommendation_and_the_data(tmp_path, answers, method):
+    from app.engine.decision import Answers, recommend
+
+    rec = recommend(Answers(**answers))
+    pairs = tmp_path / "pairs.jsonl"
+    data = {"source": "builtin:arithmetic", "task_params": {"n": 96}, "eval_size": 32, "format": "prompt_completion"}
+    spec = workbench.recommended_spec(rec, None, data, gpu=False, preferences_file=pairs)
+    assert spec.method == method
+    if method == "dpo":  # no pairs in the data yet: the run reads the pairs the app collects
+        assert spec.data.source == str(pairs)
+    else:
+        assert (spec.data.source, spec.data.task_params, spec.data.eval_size) == ("builtin:arithmetic", {"n": 96}, 32)
+        assert spec.problems() == []
+    if method == "prefix_rft":
+        assert spec.grpo.loss_type == "dr_grpo" and spec.grpo.beta == 0.0
+
+
+def test_preference_spec_trains_dpo_on_the_collected_pairs(tmp_path):
+    """The collection loop's 'Train DPO on these pairs' button: DPO defaults, the pairs file, no GRPO rewards."""
+    from app.engine.preferences import write_arithmetic_pairs
+
+    pairs = tmp_path / "pairs.jsonl"
+    write_arithmetic_pairs(pairs, n=40)
+    grpo = workbench.spec_with(None, workbench.method_defaults("grpo"))
+    spec = workbench.preference_spec(grpo.to_dict(), pairs, gpu=False)
+    assert (spec.method, spec.data.source, spec.rewards) == ("dpo", str(pairs), [])
+    assert spec.training.learning_rate == workbench.method_defaults("dpo")["training"]["learning_rate"]
+    assert spec.problems() == []
+
+
+def test_recommended_spec_refuses_a_method_it_cannot_train():
+    from types import SimpleNamespace
+
+    with pytest.raises(ValueError, match="not available"):
+        workbench.recommended_spec(SimpleNamespace(method="kto", spec_overrides={}))
+
+
 def test_merge_nested_and_spec_with_errors():
     assert workbench.merge_nested({"a": {"b": 1, "c": 2}, "l": [1]}, {"a": {"b": 3}, "l": [2]}) == {
         "a": {"b": 3, "c": 2}, "l": [2]}
@@ -84,6 +128,26 @@ def test_a_second_run_is_refused_on_a_gpu_and_warned_about_on_a_cpu(tmp_path):
     with pytest.raises(workbench.LaunchRefused):
         workbench.start_run(spec, tmp_path, gpu=True)
     assert len(runs.list_runs(tmp_path)) == 1  # nothing was created
+
+
+def test_a_running_method_comparison_holds_the_gpu_between_its_runs(tmp_path):
+    """Between two methods of a comparison no run is active, yet the comparison will start the next one: on a GPU a
+    launch from 3 · Train is refused until the comparison ends; on a CPU it is not."""
+    import json
+
+    import psutil
+
+    from app.engine import method_compare as mc
+
+    folder = tmp_path / "data" / "comparisons" / "20261130-000000-arithmetic"
+    folder.mkdir(parents=True)
+    state = {"state": "running", "pid": os.getpid(), "pid_started_at": psutil.Process().create_time(), "methods": []}
+    (folder / mc.COMPARISON_FILE).write_text(json.dumps(state))
+    with pytest.raises(workbench.LaunchRefused, match="method comparison"):
+        workbench.launch_check(tmp_path / "runs", gpu=True, data_dir=tmp_path / "data")
+    assert workbench.launch_check(tmp_path / "runs", gpu=False, data_dir=tmp_path / "data") is None
+    (folder / mc.COMPARISON_FILE).write_text(json.dumps({**state, "state": "finished"}))
+    assert workbench.launch_check(tmp_path / "runs", gpu=True, data_dir=tmp_path / "data") is None
 
 
 def test_an_invalid_spec_is_refused_before_anything_is_created(tmp_path):

@@ -96,3 +96,21 @@ def test_failing_user_reward_stops_the_run_naming_it(tiny_model_dir, tmp_path):
     assert status["state"] == "failed" and status["step"] < 30
     records = runs.read_jsonl(result.run_dir / "metrics.jsonl")[0]
     assert any(r.get("reward_errors/strict_int") for r in records)
+
+
+def test_rewards_of_one_kind_get_their_own_metrics_and_the_dry_run_calls_like_grpo(tiny_model_dir, tmp_path):
+    """Two `format_tags` rewards log apart (format_tags, format_tags_2); a user reward that reads the chat form GRPO
+    passes (prompts[i][-1]["content"], completions[i][0]["content"]) passes the dry run and scores in training."""
+    source = (
+        "def asks_a_question(prompts, completions, **kwargs):\n"
+        "    return [1.0 if p[-1]['content'].startswith('What') and isinstance(c[0]['content'], str) else 0.0\n"
+        "            for p, c in zip(prompts, completions)]\n"
+    )
+    spec = tiny_spec(tiny_model_dir, **{"logging.eval_at_start": False})
+    spec.rewards = [RewardSpec(name="format_tags", params={"tags": ["answer"]}),
+                    RewardSpec(name="format_tags", params={"tags": ["reasoning"]}), RewardSpec(source=source)]
+    result = train(spec, runs_dir=tmp_path, progress_bar=False, log=lambda m: None)
+    assert result.state == "finished", runs.read_status(result.run_dir).get("error")
+    steps = [r for r in runs.read_jsonl(result.run_dir / "metrics.jsonl")[0] if "loss" in r]
+    assert {"rewards/format_tags/mean", "rewards/format_tags_2/mean"} <= steps[0].keys()
+    assert all(r["rewards/asks_a_question/mean"] == 1.0 for r in steps)

@@ -8,4 +8,5 @@ worker      train(spec): one run in this process, writing its run folder (python
 callbacks   TrainerCallbacks writing metrics/samples, stop requests, checkpoint markers, progress bar
 runs        the run store: folders, atomic status, JSONL readers, launch/stop/resume
 evaluate    greedy held-out evaluation and generation, scored with the rewards
+method_compare  SFT, DFT, GRPO, SFT→GRPO and Prefix-RFT on one task and budget: runs, table, charts
 """

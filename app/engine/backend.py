@@ -135,6 +135,8 @@ def load_model(spec: Any, info: BackendInfo, model_path: str) -> tuple[Any, Any,
                 use_gradient_checkpointing="unsloth" if spec.training.gradient_checkpointing else False,
                 random_state=spec.seed,
             )
+        if getattr(spec, "init_adapter", None):
+            load_init_adapter(model, spec.init_adapter)
         return model, _fix_tokenizer(tokenizer), None
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -142,7 +144,34 @@ def load_model(spec: Any, info: BackendInfo, model_path: str) -> tuple[Any, Any,
     model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch_dtype)
     if info.device.startswith("cuda"):
         model = model.to("cuda")
+    if getattr(spec, "init_adapter", None):
+        # Wrap here (not in the trainer) so the adapter's weights can be loaded before training; TRL's trainers take
+        # an already-wrapped PeftModel when no peft_config is passed.
+        from peft import get_peft_model
+
+        model = get_peft_model(model, peft_config(spec))
+        load_init_adapter(model, spec.init_adapter)
+        return model, _fix_tokenizer(tokenizer), None
     return model, _fix_tokenizer(tokenizer), peft_config(spec)
+
+
+def load_init_adapter(model: Any, folder: str) -> int:
+    """Copy the LoRA weights saved in `folder` into `model`'s adapter (same rank and targets; validated in the spec).
+    Returns the number of tensors loaded; raises RuntimeError when the adapter does not fit the model."""
+    from pathlib import Path
+
+    from peft.utils import load_peft_weights, set_peft_model_state_dict
+
+    weights = load_peft_weights(str(Path(folder).expanduser()), device="cpu")
+    result = set_peft_model_state_dict(model, weights)
+    unexpected = [k for k in getattr(result, "unexpected_keys", []) if "lora_" in k]
+    missing = [k for k in getattr(result, "missing_keys", []) if "lora_" in k]
+    if unexpected or missing or not weights:
+        example = (unexpected or missing or ["(no tensors)"])[0]
+        raise RuntimeError(
+            f"init_adapter {folder} does not fit this model's LoRA adapter ({len(unexpected)} unexpected, "
+            f"{len(missing)} missing tensors, e.g. {example}): was it trained on the same base model and LoRA settings?")
+    return len(weights)
 
 
 def _fix_tokenizer(tokenizer: Any) -> Any:

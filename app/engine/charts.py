@@ -50,11 +50,13 @@ SFT_DYNAMICS: tuple[tuple[str, str, str], ...] = (
 DPO_DYNAMICS: tuple[tuple[str, str, str], ...] = (
     ("loss", "Loss", ""),
     ("rewards/accuracies", "Preference accuracy (train batch)", ".0%"),
-    ("logps/chosen", "Log-prob of chosen replies", ""),
+    ("logps/chosen", "Log-prob of chosen and rejected replies", ""),
     ("grad_norm", "Gradient norm", ""),
     ("learning_rate", "Learning rate", ".1e"),
     ("step_time", "Step time (s)", ""),
 )
+# A second line drawn in a dynamics panel: (metric, its name in the hover, its colour).
+DYNAMICS_COMPANIONS = {"logps/chosen": ("logps/rejected", "rejected", PALETTE[4])}
 # Why a dynamics panel can be empty, shown inside it.
 EMPTY_REASONS = {
     "kl": "not computed: grpo.beta = 0 (no reference model)",
@@ -328,6 +330,15 @@ def dynamics_figure(records: Sequence[Record], method: str = "grpo", title: str 
         fig.add_trace(go.Scatter(x=steps, y=values, mode=_mode(len(steps)), name=key, showlegend=False,
                                  line=dict(color=color, width=2), marker=dict(size=6),
                                  hovertemplate=f"{key} %{{y:.4g}}<extra></extra>"), row=row, col=col)
+        if key in DYNAMICS_COMPANIONS:
+            other, label, other_color = DYNAMICS_COMPANIONS[key]
+            o_steps, o_values = series(train, other)
+            if o_steps:
+                fig.data[-1].hovertemplate = f"{key.split('/')[-1]} %{{y:.4g}}<extra></extra>"
+                fig.add_trace(go.Scatter(x=o_steps, y=o_values, mode=_mode(len(o_steps)), name=other,
+                                         showlegend=False, line=dict(color=other_color, width=2, dash="dot"),
+                                         marker=dict(size=6), hovertemplate=f"{label} %{{y:.4g}}<extra></extra>"),
+                              row=row, col=col)
         if key == "completions/mean_length":
             c_steps, clipped = series(train, "completions/clipped_ratio")
             if c_steps:  # truncated share as hover text on the length line
@@ -370,15 +381,49 @@ def preference_figure(records: Sequence[Record],
     return fig
 
 
-def dashboard(records: Sequence[Record], method: str = "grpo") -> dict[str, go.Figure]:
-    """Every live chart of a run: {"reward", "eval", "dynamics"}."""
+# Prefix-RFT's own panels (metric, title, y format), each with a companion line drawn beside it.
+PREFIX_PANELS: tuple[tuple[str, str, str], ...] = (
+    ("prefix/fraction_low", "Prefix fraction: lower bound and used", ".0%"),
+    ("prefix/reward_prefixed", "Reward: prefixed vs on-policy", ""),
+    ("prefix/tokens_updated_share", "Prefix tokens updated (entropy mask)", ".0%"),
+)
+PREFIX_COMPANIONS = {"prefix/fraction_low": "prefix/fraction", "prefix/reward_prefixed": "prefix/reward_on_policy"}
+PREFIX_HEIGHT = 320
+
+
+def prefix_figure(records: Sequence[Record], title: str = "Prefix-RFT") -> go.Figure:
+    """One row of three panels: the prefix-fraction schedule with the fraction used, the prefixed vs on-policy
+    reward, and the share of prefix tokens the entropy mask kept."""
+    train = train_records(records)
+    if not any(has_metric(train, key) for key, _t, _f in PREFIX_PANELS):
+        return empty_figure(title, "No Prefix-RFT metrics yet (method prefix_rft logs prefix/*).", PREFIX_HEIGHT)
+    fig = make_subplots(rows=1, cols=3, subplot_titles=[t for _k, t, _f in PREFIX_PANELS], horizontal_spacing=0.08)
+    for col, (key, _title, fmt) in enumerate(PREFIX_PANELS, start=1):
+        for j, name in enumerate((key, PREFIX_COMPANIONS.get(key))):
+            steps, values = series(train, name) if name else ([], [])
+            if steps:
+                fig.add_trace(go.Scatter(x=steps, y=values, mode=_mode(len(steps)), name=name,
+                                         line=dict(color=PALETTE[(2 * col + j) % len(PALETTE)], width=2)),
+                              row=1, col=col)
+        fig.update_xaxes(**{k: v for k, v in _step_axis(series(train, key)[0]).items() if k != "title"},
+                         row=1, col=col)
+        if fmt:
+            fig.update_yaxes(tickformat=fmt, row=1, col=col)
+    _layout(fig, title, PREFIX_HEIGHT)
+    return fig
+
+
+def dashboard(records: Sequence[Record], method: str = "grpo") -> dict[str, go.Figure | None]:
+    """Every live chart of a run: {"reward", "eval", "dynamics", "method"}; "method" is the method's own panel
+    (Prefix-RFT's prefix schedule and rewards), None for methods without one."""
     if method in ("sft", "dft"):
         main = metric_figure(records, "loss", "Training loss", "loss", height=REWARD_HEIGHT)
     elif method == "dpo":
         main = preference_figure(records)
     else:
         main = reward_figure(records)
-    return {"reward": main, "eval": eval_figure(records), "dynamics": dynamics_figure(records, method)}
+    return {"reward": main, "eval": eval_figure(records), "dynamics": dynamics_figure(records, method),
+            "method": prefix_figure(records) if method == "prefix_rft" else None}
 
 
 def latest_values(records: Sequence[Record], keys: Sequence[str]) -> dict[str, float | None]:
@@ -392,7 +437,8 @@ def latest_values(records: Sequence[Record], keys: Sequence[str]) -> dict[str, f
 
 
 __all__ = [
-    "dashboard", "reward_figure", "preference_figure", "eval_figure", "dynamics_figure", "metric_figure", "empty_figure",
+    "dashboard", "reward_figure", "preference_figure", "prefix_figure", "eval_figure", "dynamics_figure",
+    "metric_figure", "empty_figure",
     "series", "reward_names", "eval_reward_names", "train_records", "eval_records", "is_eval_record",
     "latest_values", "has_metric",
 ]

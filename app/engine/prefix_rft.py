@@ -584,44 +584,9 @@ def _make_trainer_class(base: type) -> type:
 
 
 # -- charts -------------------------------------------------------------------------------------------------------
-PREFIX_PANELS: tuple[tuple[str, str, str], ...] = (
-    ("prefix/fraction_low", "Prefix fraction: lower bound and used", ".0%"),
-    ("prefix/reward_prefixed", "Reward: prefixed vs on-policy", ""),
-    ("prefix/tokens_updated_share", "Prefix tokens updated (entropy mask)", ".0%"),
-)
-PREFIX_COMPANIONS = {"prefix/fraction_low": "prefix/fraction", "prefix/reward_prefixed": "prefix/reward_on_policy"}
-
-
-def prefix_figure(records: Sequence[dict[str, Any]], title: str = "Prefix-RFT") -> Any:
-    """One row of three panels from a run's metrics records: the prefix-fraction schedule with the fraction used,
-    the prefixed vs on-policy reward, and the share of prefix tokens the entropy mask kept."""
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
-
-    from app.engine import charts
-
-    train = charts.train_records(records)
-    if not any(charts.has_metric(train, key) for key, _t, _f in PREFIX_PANELS):
-        return charts.empty_figure(title, "No Prefix-RFT metrics yet (method prefix_rft logs prefix/*).", 300)
-    fig = make_subplots(rows=1, cols=3, subplot_titles=[t for _k, t, _f in PREFIX_PANELS], horizontal_spacing=0.08)
-    for col, (key, _title, fmt) in enumerate(PREFIX_PANELS, start=1):
-        for j, name in enumerate((key, PREFIX_COMPANIONS.get(key))):
-            if name is None:
-                continue
-            steps, values = charts.series(train, name)
-            if steps:
-                fig.add_trace(go.Scatter(x=steps, y=values, mode="lines+markers", name=name,
-                                         line=dict(color=charts.PALETTE[(2 * col + j) % len(charts.PALETTE)], width=2)),
-                              row=1, col=col)
-        if fmt:
-            fig.update_yaxes(tickformat=fmt, row=1, col=col)
-    fig.update_layout(title=title, height=320, margin=dict(l=40, r=20, t=70, b=40))
-    return fig
-
-
 __all__ = [
     "METRICS", "LOSS_TYPES", "PrefixSettings", "PrefixDraw", "prefix_low_bound", "draw_prefix_fraction",
     "demonstration_text", "prefix_length", "plan_prefixes", "join_prefix", "prefix_token_mask",
     "prefix_rft_advantages", "token_advantages", "top_entropy_prefix_mask", "clipped_token_loss", "aggregate_loss",
-    "plain_logps_and_entropies", "prefix_rft_trainer_class", "build_prefix_rft_trainer", "prefix_figure",
+    "plain_logps_and_entropies", "prefix_rft_trainer_class", "build_prefix_rft_trainer",
 ]

@@ -158,11 +158,23 @@ def read_status(run_dir: Path) -> dict[str, Any]:
             status = dict(status)
             status["state"] = "failed"
             status["error"] = status.get("error") or (
-                f"The training process (pid {status.get('pid')}) ended without a final status: it was killed "
-                "or ran out of memory. Metrics and checkpoints written so far are kept."
+                f"The training process (pid {status.get('pid')}) ended without a final status: it was killed or ran "
+                "out of memory, or crashed while starting. Metrics and checkpoints written so far are kept."
+                + _log_tail(Path(run_dir))
             )
             status["detected_dead"] = True
     return status
+
+
+def _log_tail(run_dir: Path, lines: int = 6) -> str:
+    """The last lines of the worker's train.log, for the error of a worker that died (e.g. on an import error)."""
+    try:
+        with open(run_dir / "train.log", "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - 4096))
+            tail = f.read().decode("utf-8", "replace").strip().splitlines()[-lines:]
+    except OSError:
+        return ""
+    return (" Last lines of train.log:\n" + "\n".join(tail)) if tail else ""
 
 
 # -- run folders --------------------------------------------------------------------------------------------
@@ -208,13 +220,27 @@ def request_stop(run_dir: Path, signal_worker: bool = True) -> None:
     run_dir = Path(run_dir)
     (run_dir / STOP_FILE).write_text(str(time.time()))
     status = read_status(run_dir)
-    if signal_worker and status.get("state") in ACTIVE_STATES and status.get("pid"):
+    # Only a running worker has its SIGTERM handler installed; a queued one (still importing) would die of the
+    # signal, so it finds the STOP file when it starts instead.
+    if signal_worker and status.get("state") == "running" and status.get("pid"):
         with contextlib.suppress(OSError, ValueError):
             os.kill(int(status["pid"]), signal.SIGTERM)
 
 
 def stop_requested(run_dir: Path) -> bool:
     return (Path(run_dir) / STOP_FILE).exists()
+
+
+def clear_stale_stop(run_dir: Path, since: float) -> None:
+    """Remove a STOP file written before `since` (left by an earlier stop of this run); keep a newer one, which
+    asks this worker to stop."""
+    path = Path(run_dir) / STOP_FILE
+    try:
+        written = float(path.read_text().strip() or 0)
+    except (OSError, ValueError):
+        written = 0.0
+    if path.exists() and written < since:
+        path.unlink(missing_ok=True)
 
 
 @dataclass
@@ -279,9 +305,22 @@ def launch_run(run_dir: Path, extra_args: list[str] | None = None, resume: bool 
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
     env.setdefault("PYTHONUNBUFFERED", "1")
+    (run_dir / STOP_FILE).unlink(missing_ok=True)  # an earlier stop request must not stop this launch
     proc = subprocess.Popen(  # an argv list, never shell=True
         args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=str(root), env=env,
         start_new_session=True,
     )
     log.close()
+    # Record the pid at once: while the worker imports (tens of seconds) readers can already tell it is alive, and a
+    # worker that dies before it writes its own status (an import error, the OOM killer) reads back as failed.
+    update_status(run_dir, pid=proc.pid, pid_started_at=_create_time(proc.pid))
     return proc
+
+
+def _create_time(pid: int) -> float | None:
+    try:
+        import psutil
+
+        return psutil.Process(pid).create_time()
+    except Exception:  # already gone: read_status reports it dead either way
+        return None

@@ -223,6 +223,12 @@ class RunSpec:
 
     method: str = _help(f"Training method: one of {', '.join(METHODS)}.", "grpo")
     model: str = _help("'default' (embedded SmolLM2-135M-Instruct), a local folder, or a hub id.", "default")
+    init_adapter: str | None = _help(
+        "A LoRA adapter folder to start from (e.g. a finished run's adapter/): its weights initialise the adapter this "
+        "run trains, as in SFT → GRPO. Its rank, alpha and target modules must match the lora section. "
+        "None: a fresh adapter.",
+        None,
+    )
     name: str | None = _help("Run name (used in the run folder name).", None)
     backend: str = _help("'auto' (Unsloth where it runs, else TRL+PEFT), 'unsloth' or 'trl'.", "auto")
     dtype: str = _help("Weights dtype: auto (bf16 on GPU/Unsloth, fp32 on plain CPU), float32, bfloat16, float16.", "auto")

@@ -76,6 +76,7 @@ def spec_problems(spec: RunSpec, check_files: bool = True) -> list[SpecError]:
     if spec.method == "dpo":
         problems.extend(dpo_problems(spec))
     problems.extend(reward_problems(spec, check_files))
+    problems.extend(init_adapter_problems(spec, check_files))
     if check_files and not any(p.field.startswith("data") for p in problems):
         problems.extend(data_problems(spec))
     return problems
@@ -134,6 +135,48 @@ def prefix_rft_problems(spec: RunSpec) -> list[SpecError]:
             "Prefix-RFT uses Dr. GRPO advantages (reward minus the on-policy mean, no std scaling): set it to 'none'")
     if spec.grpo.beta != 0:
         bad("grpo.beta", f"Prefix-RFT trains without a KL term (the paper's setting): set it to 0, got {spec.grpo.beta}")
+    return problems
+
+
+def init_adapter_problems(spec: RunSpec, check_files: bool = True) -> list[SpecError]:
+    """`init_adapter` must be a LoRA adapter folder whose shape matches the `lora` section (its weights are loaded
+    into the adapter the run creates, on every backend). `check_files=False` skips reading the folder, which may
+    not exist yet (SFT → GRPO builds the GRPO spec before the SFT run has written its adapter)."""
+    if spec.init_adapter is None:
+        return []
+    field = "init_adapter"
+    if not isinstance(spec.init_adapter, str) or not spec.init_adapter.strip():
+        return [SpecError(field, "give the folder of a LoRA adapter (e.g. runs/<run>/adapter), or leave it empty")]
+    if not spec.lora.enabled:
+        return [SpecError(field, "starting from an adapter needs lora.enabled: true (the adapter is trained further)")]
+    if not check_files:
+        return []
+    folder = Path(spec.init_adapter).expanduser()
+    config_file = folder / "adapter_config.json"
+    if not config_file.exists():
+        what = "does not exist" if not folder.exists() else "holds no adapter_config.json (not a LoRA adapter)"
+        return [SpecError(field, f"{folder} {what}")]
+    import json
+
+    try:
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        return [SpecError(field, f"{config_file} is not readable JSON ({exc})")]
+    problems = []
+    for key, ours, label in (("r", spec.lora.r, "lora.r"), ("lora_alpha", spec.lora.alpha, "lora.alpha")):
+        if config.get(key) is not None and config.get(key) != ours:
+            problems.append(SpecError(label, f"must match the init adapter's {key} ({config.get(key)}), got {ours}"))
+    theirs = config.get("target_modules")
+    if theirs is not None:
+        from app.engine.backend import lora_targets
+
+        wanted = lora_targets(spec.lora)
+        theirs_set = {theirs} if isinstance(theirs, str) else set(theirs)
+        wanted_set = {wanted} if isinstance(wanted, str) else set(wanted)
+        if theirs_set != wanted_set:
+            problems.append(SpecError("lora.target_modules",
+                                      f"must match the init adapter's target modules {sorted(theirs_set)}, "
+                                      f"got {sorted(wanted_set)}"))
     return problems
 
 

@@ -169,6 +169,55 @@ def spec_with(spec: RunSpec | dict[str, Any] | None, changes: dict[str, Any]) ->
     return RunSpec.from_dict(merge_nested(data, changes))
 
 
+def recommended_spec(
+    recommendation: Any,
+    base: RunSpec | dict[str, Any] | None = None,
+    data: dict[str, Any] | None = None,
+    gpu: bool | None = None,
+    preferences_file: str | os.PathLike[str] | None = None,
+) -> RunSpec:
+    """The RunSpec a decision-tree recommendation (`decision.Recommendation`) leads to: `base` (or the defaults)
+    with the method's per-hardware defaults, the recommendation's overrides and the profiled dataset.
+
+    `data`: what the profiler found — `source`, `task_params`, `eval_size`, `demonstration_column`, `format`.
+    A DPO recommendation without preference data trains on `preferences_file` (the pairs the app collects).
+    Raises SpecError (a bad field) or ValueError (a method this version cannot train)."""
+    from app.engine.spec import METHODS, RL_METHODS
+
+    method, data = recommendation.method, dict(data or {})
+    if method not in METHODS:
+        raise ValueError(f"{method} training is not available in this version")
+    defaults = method_defaults(method, gpu_available() if gpu is None else gpu)
+    changes = merge_nested(defaults, {k: v for k, v in recommendation.spec_overrides.items() if k != "method"})
+    changes["method"] = method
+    if method == "prefix_rft":  # its loss settings are fixed by the method (Dr. GRPO, no KL)
+        changes["grpo"] = defaults["grpo"]
+        if data.get("demonstration_column"):
+            changes["prefix"] = {"demonstration_column": data["demonstration_column"]}
+    if data.get("source"):
+        changes["data"] = {"source": data["source"], "task_params": data.get("task_params") or {},
+                           "eval_size": int(data.get("eval_size") or 64)}
+    if method in RL_METHODS and not changes.get("rewards"):
+        changes["rewards"] = [{"name": "exact_answer", "weight": 1.0}]
+    if method == "dpo" and data.get("format") != "preference" and preferences_file is not None:
+        changes["data"] = _pairs_data(preferences_file)
+    return spec_with(base, changes)
+
+
+def _pairs_data(pairs_file: str | os.PathLike[str]) -> dict[str, Any]:
+    return {"source": str(pairs_file), "task_params": {}, "eval_size": 8}
+
+
+def preference_spec(base: RunSpec | dict[str, Any] | None, pairs_file: str | os.PathLike[str],
+                    gpu: bool | None = None) -> RunSpec:
+    """A DPO RunSpec that trains on `pairs_file` (the pairs the app collects), with DPO's defaults for this hardware
+    and `base`'s model, seed and LoRA settings. Raises SpecError for a bad field."""
+    changes = method_defaults("dpo", gpu_available() if gpu is None else gpu)
+    changes["data"] = _pairs_data(pairs_file)
+    changes["rewards"] = []  # DPO learns from the pairs; GRPO rewards in `base` do not apply
+    return spec_with(base, changes)
+
+
 # -- starting and stopping runs --------------------------------------------------------------------------------------
 _PROCS: dict[str, subprocess.Popen] = {}
 _PROCS_LOCK = threading.Lock()
@@ -193,10 +242,19 @@ def active_runs(runs_dir: Path) -> list[runs.RunInfo]:
     return [r for r in runs.list_runs(runs_dir) if r.state in runs.ACTIVE_STATES]
 
 
-def launch_check(runs_dir: Path, gpu: bool | None = None) -> str | None:
-    """None when a run may start now; raises LaunchRefused when another run holds the only GPU. On a CPU a second
-    run may start but shares the cores: the returned text warns about that."""
+def launch_check(runs_dir: Path, gpu: bool | None = None, data_dir: Path | None = None) -> str | None:
+    """None when a run may start now; raises LaunchRefused when another run, or a method comparison under
+    `data_dir` (it starts its runs one after another), holds the only GPU. On a CPU a second run may start but
+    shares the cores: the returned text warns about that."""
     gpu = gpu_available() if gpu is None else gpu
+    if gpu and data_dir is not None:
+        from app.engine import method_compare as mc
+
+        comparing = [f for f in mc.list_comparisons(data_dir) if mc.read_state(f).get("state") in mc.ACTIVE]
+        if comparing:
+            raise LaunchRefused(
+                f"The method comparison {comparing[0].name} is running on the GPU (its methods train one after "
+                "another); one run at a time holds it. Stop the comparison (4 · Compare) or wait for it to finish.")
     busy = active_runs(runs_dir)
     if not busy:
         return None
@@ -210,27 +268,27 @@ def launch_check(runs_dir: Path, gpu: bool | None = None) -> str | None:
 
 
 def start_run(spec: RunSpec, runs_dir: Path, gpu: bool | None = None,
-              extra_args: list[str] | None = None) -> tuple[Path, str | None]:
+              extra_args: list[str] | None = None, data_dir: Path | None = None) -> tuple[Path, str | None]:
     """Validate `spec`, create its run folder and start the worker process; returns (run folder, warning or None)
     at once (training happens in the worker). Raises SpecError for an invalid spec, LaunchRefused when the GPU is
-    taken."""
+    taken (by a run, or by a comparison under `data_dir`)."""
     spec.validate()
-    warning = launch_check(Path(runs_dir), gpu)
+    warning = launch_check(Path(runs_dir), gpu, data_dir)
     run_dir = runs.create_run_dir(spec, Path(runs_dir))
     proc = runs.launch_run(run_dir, extra_args=["--no-progress", *(extra_args or [])])
     _track(run_dir, proc)
     return run_dir, warning
 
 
-def resume_run(run_dir: Path, gpu: bool | None = None) -> str | None:
+def resume_run(run_dir: Path, gpu: bool | None = None, data_dir: Path | None = None) -> str | None:
     """Continue a stopped or failed run from its last complete checkpoint (same folder, same charts)."""
     status = runs.read_status(run_dir)
     if status.get("state") in runs.ACTIVE_STATES:
         raise LaunchRefused(f"Run {Path(run_dir).name} is already {status['state']}.")
     if status.get("state") == "finished":
         raise LaunchRefused(f"Run {Path(run_dir).name} has finished; launch a new run to train further.")
-    warning = launch_check(Path(run_dir).parent, gpu)
-    runs.update_status(run_dir, state="queued", error=None, traceback=None)
+    warning = launch_check(Path(run_dir).parent, gpu, data_dir)
+    runs.update_status(run_dir, state="queued", error=None, traceback=None, pid=None)  # launch_run records the new one
     proc = runs.launch_run(run_dir, extra_args=["--no-progress"], resume=True)
     _track(Path(run_dir), proc)
     return warning

@@ -74,7 +74,7 @@ def build_rewards(spec: RunSpec) -> tuple[list[Any], list[float], list[str | Non
     """The spec's rewards as guarded callables (never raise; errors → None and counted), weights, registry names."""
     import rewards
 
-    funcs, weights, registry = [], [], []
+    built, weights, registry = [], [], []
     for r in spec.rewards:
         if r.name:
             fn = rewards.get(r.name, **r.params)
@@ -82,20 +82,23 @@ def build_rewards(spec: RunSpec) -> tuple[list[Any], list[float], list[str | Non
             fn = rewards.load_user_reward_file(r.file, timeout_s=spec.reward_timeout_s)
         else:
             fn = rewards.load_user_reward(r.source or "", timeout_s=spec.reward_timeout_s)
-        funcs.append(rewards.guard(fn))
+        built.append(fn)
         weights.append(float(r.weight))
         registry.append(r.name)
-    return funcs, weights, registry
+    names = rewards.unique_names([rewards.reward_name(fn) for fn in built])
+    return [rewards.guard(fn, name=name) for fn, name in zip(built, names)], weights, registry
 
 
-def dry_run_rewards(funcs: list[Any], rows: list[dict[str, Any]]) -> None:
-    """Call every reward on ~8 rows (their reference completions) before any model is loaded."""
+def dry_run_rewards(funcs: list[Any], rows: list[dict[str, Any]], system_prompt: str | None = None) -> None:
+    """Call every reward on ~8 rows (their reference completions) before any model is loaded, in the form GRPO
+    will call it: chat-form prompts (with the system prompt) and completions, and the dataset's other columns."""
     import rewards
+    from app.engine.data import to_trl_rows
 
     sample = []
-    for row in rows[:8]:
+    for row, trl_row in zip(rows[:8], to_trl_rows(rows[:8], "grpo", system_prompt)):
         completion = row.get("completion") or row.get("solution") or row.get("answer") or ""
-        sample.append({**row, "completion": [{"role": "assistant", "content": str(completion)}]})
+        sample.append({**trl_row, "completion": [{"role": "assistant", "content": str(completion)}]})
     results = rewards.dry_run([getattr(f, "fn", f) for f in funcs], sample, n=8)
     rewards.check_dry_run(results)
 
@@ -117,10 +120,11 @@ def train(
     run_dir = runs.create_run_dir(spec, runs_dir, run_dir) if not resume else Path(run_dir)
     stop = StopFlag(run_dir)
     stop.install()
-    (run_dir / runs.STOP_FILE).unlink(missing_ok=True)
+    info = pid_info()
+    runs.clear_stale_stop(run_dir, since=info["pid_started_at"])  # a stop asked while this worker started stands
     runs.update_status(
         run_dir, state="running", started_at=time.time(), error=None, traceback=None, max_steps=spec.training.max_steps,
-        **pid_info(),
+        **info,
     )
     try:
         with contextlib.ExitStack() as cleanup:  # closes sandboxed reward workers however the run ends
@@ -164,7 +168,7 @@ def _train(
     for fn in funcs:
         cleanup.callback(fn.close)
     if funcs:
-        dry_run_rewards(funcs, data.train)
+        dry_run_rewards(funcs, data.train, spec.data.system_prompt)
     names = [f.__name__ for f in funcs]
     accuracy_reward = primary_reward_name(names, registry)
 

@@ -9,11 +9,12 @@ from typing import Any
 import gradio as gr
 
 from app.engine import compare as cmp
-from app.engine import runs
-from app.ui.common import UIContext, error, esc, frame, ok, progress_fn, warn
+from app.engine import runs, workbench
+from app.ui.common import UIContext, error, esc, frame, info, nonce, ok, progress_fn, warn
 
 HELD_OUT, TYPED = "Held-out rows of a run", "Prompts I type"
 ADAPTER, MERGED = "LoRA adapter (small; load on top of the base model)", "Merged model (standalone Hugging Face folder)"
+MIN_DPO_PAIRS = 32  # below this, the pre-filled DPO run gets a warning
 DEFAULT_PROMPTS = ("What is 17 + 25? Reply with only the number. => 42\n"
                    "What is 8 + 34? Reply with only the number. => 42\n"
                    "What is 23 + 19? Reply with only the number. => 42")
@@ -136,6 +137,10 @@ def build(ctx: UIContext) -> dict[str, Any]:
         gr.Markdown("Keys: <kbd>A</kbd> or <kbd>1</kbd> · <kbd>B</kbd> or <kbd>2</kbd> · <kbd>T</kbd> tie · "
                     "<kbd>S</kbd> skip (while the focus is not in a text field).", elem_classes=["wb-muted"])
         c["col_status"] = gr.HTML("", elem_id="compare-col-status")
+        with gr.Row(equal_height=True):
+            c["col_count"] = gr.HTML("", elem_id="compare-col-count")
+            c["col_train"] = gr.Button("Train DPO on these pairs →", size="sm", scale=0, min_width=220,
+                                       elem_id="compare-col-train")
     collect_state = gr.State(None)
     with gr.Accordion("Export a run", open=False, elem_id="compare-export"):
         with gr.Row(equal_height=False):
@@ -322,17 +327,45 @@ def build(ctx: UIContext) -> dict[str, Any]:
                     meta={"model": state["model"]})
             except PairError as exc:
                 return (gr.skip(), gr.skip(), *[gr.skip()] * 4, warn(esc(exc)))
+            judged = state["index"] + 1  # before sample_next moves on (it also skips prompts judged earlier)
             state["index"] += 1
             said = {"a": "A preferred", "b": "B preferred", "tie": "tie (kept aside)", "skip": "skipped"}[choice]
             try:
                 out = sample_next(state, progress)
             except Exception as exc:  # noqa: BLE001
                 return (gr.skip(), state, *[gr.skip()] * 4, error(esc(exc)))
-            return (*out, ok(f"Prompt {state['index']}: {said}. {count} pair(s) in the file."))
+            return (*out, ok(f"Prompt {judged}: {said}. {count} pair(s) in the file."))
         return handler
 
     for button, choice in zip(col_buttons, ("a", "b", "tie", "skip")):
         button.click(judge(choice), collect_state, col_outputs, concurrency_limit=1, concurrency_id="inference")
+
+    def pairs_count_html() -> str:
+        from app.engine.preferences import count_pairs
+
+        n = count_pairs(ctx.paths.preferences_file)
+        return info(f"<b>{n}</b> preference pair(s) collected in <code>{esc(ctx.paths.preferences_file)}</code>.")
+
+    c["col_status"].change(pairs_count_html, None, c["col_count"], show_progress="hidden")
+
+    def train_on_pairs(spec: dict[str, Any]) -> tuple[Any, ...]:
+        from app.engine.preferences import count_pairs
+
+        n = count_pairs(ctx.paths.preferences_file)
+        if n == 0:
+            return gr.skip(), gr.skip(), gr.skip(), warn("No pairs yet: judge a few A/B samples first.")
+        try:
+            new_spec = workbench.preference_spec(spec, ctx.paths.preferences_file)
+        except Exception as exc:  # a SpecError from the working spec
+            return gr.skip(), gr.skip(), gr.skip(), error(f"Could not pre-fill the DPO run: {esc(exc)}")
+        gr.Info(f"DPO run pre-filled on {n} pair(s): check it and launch in 3 · Train.")
+        note = ok(f"DPO run pre-filled on {n} pair(s); launch it in 3 · Train.")
+        if n < MIN_DPO_PAIRS:
+            note += warn(f"Only {n} pair(s): DPO learns little from fewer than about {MIN_DPO_PAIRS}; "
+                         "the held-out preference accuracy needs some too.")
+        return new_spec.to_dict(), nonce(), gr.Tabs(selected="train"), note
+
+    c["col_train"].click(train_on_pairs, ctx.spec, [ctx.spec, ctx.spec_push, ctx.tabs, c["col_status"]])
 
     # -- export ----------------------------------------------------------------------------------------------------
     def default_out(run: str | None, kind: str) -> tuple[Any, ...]:
@@ -377,9 +410,9 @@ def build(ctx: UIContext) -> dict[str, Any]:
         return (gr.CheckboxGroup(choices=choices), gr.Dropdown(choices=runs_all),
                 gr.Dropdown(choices=runs_adapter),
                 gr.DownloadButton(value=str(pairs) if pairs.exists() else None, visible=pairs.exists()),
-                gr.Dropdown(choices=choices, value=choices[0][1] if choices else None))
+                gr.Dropdown(choices=choices, value=choices[0][1] if choices else None), pairs_count_html())
 
-    refresh_outputs = [c["models"], c["run"], c["exp_run"], c["download"], c["col_model"]]
+    refresh_outputs = [c["models"], c["run"], c["exp_run"], c["download"], c["col_model"], c["col_count"]]
     c["refresh_btn"].click(refresh, None, refresh_outputs)
     c["_load"] = (refresh, refresh_outputs)
     c["result"] = result_state

@@ -28,9 +28,6 @@ SHORT_LABELS = {
     "reasoning_helps": "5 · Does step-by-step reasoning help?",
     "has_demonstrations": "6 · Do labels include worked demonstrations?",
 }
-# Methods the trainer does not offer yet → the nearest one it does, with why.
-FALLBACKS = {"prefix_rft": ("grpo", "Prefix-RFT is not available in this version yet: the nearest method, GRPO "
-                                    "(same rewards, no demonstration prefixes), is pre-filled instead.")}
 PREVIEW_ROWS = 5
 
 
@@ -72,11 +69,8 @@ def recommendation_html(rec: decision.Recommendation) -> str:
                    + esc(", ".join(SHORT_LABELS[m].split(" · ", 1)[1] for m in rec.missing)) + "</p>")
     note = ""
     if rec.method not in METHODS:
-        if rec.method in FALLBACKS:
-            note = warn(esc(FALLBACKS[rec.method][1]))
-        else:
-            note = warn(f"{esc(decision.METHOD_NAMES.get(rec.method, rec.method))} training is not available in this "
-                        "version.")
+        note = warn(f"{esc(decision.METHOD_NAMES.get(rec.method, rec.method))} training is not available in this "
+                    "version.")
     return (f"<div class='wb-rec'><div class='wb-rec-method'>{esc(name)}</div>"
             f"<div class='wb-rec-title'>{esc(rec.title)}</div><p>{esc(rec.paragraph)}</p>"
             + (f"<p><b>Alternatives</b></p><ul>{alts}</ul>" if alts else "") + missing + note + "</div>")
@@ -170,8 +164,7 @@ def build(ctx: UIContext) -> dict[str, Any]:
     def update(*values: Any) -> tuple[Any, ...]:
         *answers_values, data = values
         rec = decision.recommend(answers_from_inputs(list(answers_values), (data or {}).get("rewards")))
-        usable = rec.method in METHODS or rec.method in FALLBACKS
-        target = FALLBACKS.get(rec.method, (rec.method, ""))[0]
+        usable, target = rec.method in METHODS, rec.method
         collect = target == "dpo" and (data or {}).get("format") != "preference"
         step = "2 · Rewards" if target in RL_METHODS else "4 · Compare (collect pairs)" if collect else "3 · Train"
         label = (f"Use {decision.METHOD_NAMES.get(target, target)}: continue to {step} →" if usable
@@ -241,28 +234,12 @@ def build(ctx: UIContext) -> dict[str, Any]:
 
     def use(spec: dict[str, Any], data: dict[str, Any], *answer_values: Any) -> tuple[Any, ...]:
         rec = decision.recommend(answers_from_inputs(list(answer_values), (data or {}).get("rewards")))
-        method, note = rec.method, ""
+        method, data = rec.method, data or {}
         if method not in METHODS:
-            if method not in FALLBACKS:
-                return gr.skip(), gr.skip(), gr.skip(), warn(f"{esc(method)} is not trainable in this version.")
-            method, note = FALLBACKS[method]
-        defaults = workbench.method_defaults(method, workbench.gpu_available())
-        changes = workbench.merge_nested(defaults, {k: v for k, v in rec.spec_overrides.items() if k != "method"})
-        changes["method"] = method
-        if method == "prefix_rft":  # its loss settings are fixed by the method (Dr. GRPO, no KL)
-            changes["grpo"] = defaults["grpo"]
-            if data.get("demonstration_column"):
-                changes["prefix"] = {"demonstration_column": data["demonstration_column"]}
-        if data.get("source"):
-            changes["data"] = {"source": data["source"], "task_params": data.get("task_params") or {},
-                               "eval_size": int(data.get("eval_size") or 64)}
-        if method in RL_METHODS and not changes.get("rewards"):
-            changes["rewards"] = [{"name": "exact_answer", "weight": 1.0}]
-        collect = method == "dpo" and data.get("format") != "preference"
-        if collect:  # no pairs yet: train on the pairs the Compare step collects
-            changes["data"] = {"source": str(ctx.paths.preferences_file), "task_params": {}, "eval_size": 8}
+            return gr.skip(), gr.skip(), gr.skip(), warn(f"{esc(method)} is not trainable in this version.")
+        collect = method == "dpo" and data.get("format") != "preference"  # no pairs yet: collect them first
         try:
-            new_spec = workbench.spec_with(spec, changes)
+            new_spec = workbench.recommended_spec(rec, spec, data, preferences_file=ctx.paths.preferences_file)
         except Exception as exc:  # a SpecError from the recommendation's overrides
             return gr.skip(), gr.skip(), gr.skip(), error(f"Could not pre-fill the run: {esc(exc)}")
         name = decision.METHOD_NAMES[method]
@@ -271,7 +248,7 @@ def build(ctx: UIContext) -> dict[str, Any]:
                 "compare": "first collect preference pairs (mark the better of two outputs), then train."}[target]
         gr.Info(f"{name} run pre-filled: {hint}")
         text = ok(f"Pre-filled a {name} run" + (f" on {esc(data.get('label'))}" if data.get("label") else "")
-                  + f": {esc(hint)}") + (warn(esc(note)) if note else "")
+                  + f": {esc(hint)}")
         if collect:
             text += warn(f"The run reads the pairs you collect, saved in <code>{esc(ctx.paths.preferences_file)}"
                          "</code>; launch it in 3 · Train once there are a few dozen.")

@@ -11,7 +11,7 @@ from typing import Any
 import gradio as gr
 
 from app.engine.workbench import WorkbenchPaths, resolve_paths
-from app.ui import compare, decide, rewards_tab, train
+from app.ui import compare, decide, methods, rewards_tab, train
 from app.ui.common import UIContext, default_spec_dict
 
 TITLE = "RFT Workbench"
@@ -61,6 +61,22 @@ CSS = """
 footer { display: none !important; }
 """
 MAX_FILE_SIZE = "50mb"
+# Keyboard shortcuts of the preference-collection loop (4 · Compare): a key clicks the matching button while it is
+# shown and enabled, unless the user is typing in a field.
+SHORTCUTS_JS = """
+<script>
+document.addEventListener("keydown", (e) => {
+  if (e.ctrlKey || e.metaKey || e.altKey || e.repeat) return;
+  const t = e.target;
+  if (t && (t.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(t.tagName))) return;
+  const ids = {a: "compare-col-a", "1": "compare-col-a", b: "compare-col-b", "2": "compare-col-b",
+               t: "compare-col-tie", s: "compare-col-skip"};
+  const id = ids[e.key.toLowerCase()];
+  const button = id && document.getElementById(id);
+  if (button && !button.disabled && button.offsetParent !== null) { e.preventDefault(); button.click(); }
+});
+</script>
+"""
 
 
 def build_demo(runs_dir: str | Path | None = None, data_dir: str | Path | None = None,
@@ -83,8 +99,11 @@ def build_demo(runs_dir: str | Path | None = None, data_dir: str | Path | None =
                 t = train.build(ctx)
             with gr.Tab("4 · Compare", id="compare", elem_id="tab-compare") as compare_tab:
                 cm = compare.build(ctx)
+                with gr.Accordion("Compare training methods (SFT, DFT, GRPO, SFT→GRPO, Prefix-RFT)", open=False,
+                                  elem_id="methods-section"):
+                    mm = methods.build(ctx)
         compare_tab.select(cm["_load"][0], None, cm["_load"][1], show_progress="hidden")
-        for part in (d, r, t, cm):
+        for part in (d, r, t, cm, mm):
             fn, outputs = part["_load"]
             demo.load(fn, None, outputs, show_progress="hidden")
     demo.wb_context = ctx  # type: ignore[attr-defined]  # for tests and notebooks
@@ -93,7 +112,7 @@ def build_demo(runs_dir: str | Path | None = None, data_dir: str | Path | None =
 
 def launch_kwargs(paths: WorkbenchPaths, max_file_size: str | int = MAX_FILE_SIZE) -> dict[str, Any]:
     """The security-relevant launch settings: served folders, upload cap, theme and CSS."""
-    return dict(allowed_paths=paths.served(), max_file_size=max_file_size, theme=THEME, css=CSS,
+    return dict(allowed_paths=paths.served(), max_file_size=max_file_size, theme=THEME, css=CSS, head=SHORTCUTS_JS,
                 footer_links=[], show_error=True)
 
 

@@ -266,6 +266,7 @@ def build(ctx: UIContext) -> dict[str, Any]:
             c["dyn_plot"] = gr.Plot(charts.empty_figure("Training dynamics", "No run selected.",
                                                         charts.DYNAMICS_HEIGHT), show_label=False,
                                     elem_id="train-dyn-plot")
+            c["method_plot"] = gr.Plot(None, show_label=False, visible=False, elem_id="train-method-plot")
         with gr.Column(scale=3, min_width=300):
             gr.Markdown("#### Health", elem_classes=["wb-h"])
             c["health_html"] = gr.HTML(alerts_html([], judged=False), elem_id="train-health")
@@ -349,7 +350,7 @@ def build(ctx: UIContext) -> dict[str, Any]:
     def launch(spec: dict[str, Any], *values: Any) -> tuple[Any, ...]:
         try:
             new = form_to_spec(spec, list(values))
-            run_dir, warning = workbench.start_run(new, ctx.paths.runs_dir)
+            run_dir, warning = workbench.start_run(new, ctx.paths.runs_dir, data_dir=ctx.paths.data_dir)
         except SpecError as exc:
             gr.Warning(f"Not launched: {exc}")
             return (gr.skip(), gr.skip(), error(f"Not launched — <b>{esc(exc.field)}</b>: {esc(exc.problem)}"),
@@ -382,7 +383,7 @@ def build(ctx: UIContext) -> dict[str, Any]:
         if not run:
             return warn("No run selected.")
         try:
-            warning = workbench.resume_run(ctx.paths.runs_dir / run)
+            warning = workbench.resume_run(ctx.paths.runs_dir / run, data_dir=ctx.paths.data_dir)
         except workbench.LaunchRefused as exc:
             gr.Warning(str(exc))
             return error(esc(exc))
@@ -391,7 +392,8 @@ def build(ctx: UIContext) -> dict[str, Any]:
     c["resume_btn"].click(resume, c["run"], c["action_html"], concurrency_limit=1, concurrency_id="launch")
 
     # -- the live view -------------------------------------------------------------------------------------------------
-    live_outputs = [c["status_html"], c["reward_plot"], c["eval_plot"], c["dyn_plot"], c["health_html"],
+    live_outputs = [c["status_html"], c["reward_plot"], c["eval_plot"], c["dyn_plot"], c["method_plot"],
+                    c["health_html"],
                     c["samples"], c["step"], c["eval_samples"], c["log"], c["stop_btn"], c["resume_btn"], view,
                     c["follow"]]
 
@@ -421,7 +423,9 @@ def build(ctx: UIContext) -> dict[str, Any]:
         state_name = snap.status.get("state")
         active = state_name in runs.ACTIVE_STATES
         judged = len(charts.train_records(snap.records)) >= 3
-        return (status_html(snap), figs["reward"], figs["eval"], figs["dynamics"], alerts_html(alerts, judged),
+        method_plot = gr.Plot(figs["method"], visible=figs["method"] is not None)  # e.g. Prefix-RFT's schedule
+        return (status_html(snap), figs["reward"], figs["eval"], figs["dynamics"], method_plot,
+                alerts_html(alerts, judged),
                 samples_frame(samples), slider, eval_samples_frame(workbench.eval_samples(snap.records)),
                 workbench.log_tail(run_dir), gr.Button(interactive=active),
                 gr.Button(interactive=state_name in ("stopped", "failed")),
