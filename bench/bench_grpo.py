@@ -3,8 +3,10 @@
     python bench/bench_grpo.py [--steps 6] [--warmup 1]
 
 Each variant runs in its own process (Unsloth patches TRL on import, so it cannot share a process with plain
-TRL): plain TRL + PEFT in fp32 (the baseline), the engine forced to TRL (its own overhead), and the engine on
-`backend: auto` (Unsloth where it runs). Prints mean step time after warm-up, peak RSS, and ratios to the baseline.
+TRL): plain TRL + PEFT in fp32 (the baseline), the engine forced to TRL (its own overhead), the engine on
+`backend: auto` (what a user gets here) and the engine forced to Unsloth (on a CPU: its bf16 CPU backend, which
+`auto` skips on CPUs without native bf16; `--unsloth-steps` keeps that variant short there). Prints mean step time
+after warm-up, peak RSS, and ratios to the baseline.
 """
 from __future__ import annotations
 
@@ -96,8 +98,11 @@ def engine(steps: int, backend: str) -> dict:
             "dtype": status.get("dtype"), "state": result.state}
 
 
+VARIANTS = {"plain": None, "engine-trl": "trl", "engine-auto": "auto", "engine-unsloth": "unsloth"}
+
+
 def child(variant: str, steps: int) -> None:
-    out = plain_trl(steps) if variant == "plain" else engine(steps, "trl" if variant == "engine-trl" else "auto")
+    out = plain_trl(steps) if variant == "plain" else engine(steps, VARIANTS[variant])
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print("RESULT " + json.dumps(out))
 
@@ -106,13 +111,15 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--steps", type=int, default=6)
     p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--unsloth-steps", type=int, default=3, help="steps of the engine-unsloth variant")
     p.add_argument("--variant", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.variant:
         return child(args.variant, args.steps)
     results = {}
-    for variant in ("plain", "engine-trl", "engine-auto"):
-        proc = subprocess.run([sys.executable, __file__, "--variant", variant, "--steps", str(args.steps)],
+    for variant in VARIANTS:
+        steps = min(args.steps, args.unsloth_steps) if variant == "engine-unsloth" else args.steps
+        proc = subprocess.run([sys.executable, __file__, "--variant", variant, "--steps", str(steps)],
                               capture_output=True, text=True, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)))
         line = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
         if proc.returncode or not line:
@@ -120,10 +127,11 @@ def main() -> None:
             continue
         results[variant] = json.loads(line[-1][7:])
         times = results[variant]["step_times"][args.warmup:] or results[variant]["step_times"]
-        print(f"{variant}: {sum(times) / len(times):.2f} s/step, peak RSS {results[variant]['peak_rss_mb']:.0f} MB",
-              flush=True)
+        print(f"{variant}: {sum(times) / len(times):.2f} s/step over {len(times)} steps, backend "
+              f"{results[variant].get('backend', 'trl')}, peak RSS {results[variant]['peak_rss_mb']:.0f} MB", flush=True)
     base = results.get("plain")
-    print(f"\nGRPO, {CONFIG}, {args.steps} steps (first {args.warmup} not timed), {os.cpu_count()} CPU threads")
+    print(f"\nGRPO, {CONFIG}, {args.steps} steps (engine-unsloth {min(args.steps, args.unsloth_steps)}; first "
+          f"{args.warmup} not timed), {os.cpu_count()} CPU threads")
     print(f"{'variant':14s} {'backend':8s} {'dtype':9s} {'s/step':>7s} {'ratio':>6s} {'peak MB':>8s} {'ratio':>6s}")
     for name, r in results.items():
         times = r["step_times"][args.warmup:] or r["step_times"]

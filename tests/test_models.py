@@ -1,6 +1,8 @@
 """Model resolution: the embedded default model (GGUF → cached HF folder), local folders, hub ids."""
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from app.engine import models
@@ -44,3 +46,24 @@ def test_conversion_reports_progress(monkeypatch, tmp_path):
     assert seen == [(1.0, "done")]
     models.ensure_default_model(lambda f, m: seen.append((f, m)))
     assert len(seen) == 1  # cached: no second conversion
+
+
+def test_auto_backend_avoids_unsloths_bf16_cpu_backend_without_native_bf16(monkeypatch):
+    """On a CPU without AVX512-BF16/AMX, bf16 is emulated (measured 18× slower per GRPO step): `auto` takes TRL in
+    fp32 there and says why, without importing Unsloth (which would patch TRL in this process)."""
+    import sys
+
+    from app.engine import backend
+
+    monkeypatch.setenv("RFT_WORKBENCH_CPU_BF16", "0")
+    if backend._device_name()[1]:
+        pytest.skip("a CUDA GPU is present: auto picks Unsloth on it")
+    had_unsloth = "unsloth" in sys.modules
+    info = backend.choose_backend("auto")
+    assert (info.name, info.dtype) == ("trl", "float32") and "no native bf16" in info.reason
+    assert ("unsloth" in sys.modules) == had_unsloth
+    monkeypatch.setenv("RFT_WORKBENCH_CPU_BF16", "1")
+    assert backend.cpu_has_native_bf16()
+    monkeypatch.delenv("RFT_WORKBENCH_CPU_BF16")
+    flags = open("/proc/cpuinfo").read() if os.path.exists("/proc/cpuinfo") else ""
+    assert backend.cpu_has_native_bf16() == ("avx512_bf16" in flags or "amx_bf16" in flags)

@@ -329,6 +329,29 @@ def test_loss_trains_only_the_highest_entropy_prefix_tokens(trainer, batch, monk
     assert trainer._metrics["train"]["prefix/tokens_updated_share"][-1] == pytest.approx(n_keep / n_prefix)
 
 
+def test_loss_survives_a_base_class_that_replaces_compute_loss(trainer, batch, monkeypatch):
+    """What Unsloth does on a GPU: its GRPOTrainer defines its own compute_loss, which never calls _compute_loss.
+    The Prefix-RFT class built on such a base must still run the Prefix-RFT loss (with its prefix masking)."""
+    import trl
+
+    from app.engine.prefix_rft import prefix_rft_trainer_class
+
+    class ReplacedLoss(trl.GRPOTrainer):  # stands in for unsloth_compiled_cache's UnslothGRPOTrainer
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            raise AssertionError("the base class's own loss ran: the prefix masking was bypassed")
+
+        def _compute_loss(self, model, inputs):
+            raise AssertionError("the base class's own loss ran: the prefix masking was bypassed")
+
+    cls = prefix_rft_trainer_class(ReplacedLoss)
+    assert issubclass(cls, ReplacedLoss) and cls.compute_loss is not ReplacedLoss.compute_loss
+    output, _ = batch
+    monkeypatch.setattr(trainer, "__class__", cls)  # the same trainer state, now on the replacing base
+    calls = trainer.prefix_loss_calls
+    loss = trainer.compute_loss(trainer.model, _loss_inputs(output))
+    assert torch.isfinite(loss) and trainer.prefix_loss_calls == calls + 1
+
+
 def test_plain_forward_scores_tokens_like_trl(trainer, batch):
     output, _ = batch
     input_ids = torch.cat([output["prompt_ids"], output["completion_ids"]], dim=1)

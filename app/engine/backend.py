@@ -4,9 +4,14 @@ Unsloth patches TRL when it is imported, so `choose_backend` must run before any
 calls it first. Unsloth runs on a CUDA GPU and, from version 2026.10.9, on the CPU (its CPU backend: stock
 TRL/PEFT with bf16 weights and chunked cross-entropy). Older versions raise on import without a GPU; we then fall
 back to TRL + PEFT and record why.
+
+`auto` takes Unsloth's CPU backend only on a CPU with native bf16 arithmetic (AVX512-BF16 or AMX). Elsewhere bf16
+matmuls are emulated: on a 2-core AVX2 EPYC a GRPO step took 149 s there against 8.3 s for TRL + PEFT in fp32
+(bench/bench_grpo.py, docs/benchmarks.md), so `auto` uses TRL there and `unsloth` must be asked for by name.
 """
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -42,6 +47,20 @@ def _device_name() -> tuple[str, bool]:
     return "cpu", False
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (x86 AVX512-BF16 or AMX-BF16 in /proc/cpuinfo). The environment
+    variable RFT_WORKBENCH_CPU_BF16=1 / 0 overrides the check (other platforms: 0 unless set)."""
+    forced = os.environ.get("RFT_WORKBENCH_CPU_BF16")
+    if forced in ("0", "1"):
+        return forced == "1"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            flags = next((line for line in f if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 def _try_import_unsloth() -> tuple[Any | None, str]:
     if "trl" in sys.modules and "unsloth" not in sys.modules:
         # Unsloth must patch TRL before TRL is imported; importing it now would leave TRL half-patched.
@@ -57,6 +76,11 @@ def _try_import_unsloth() -> tuple[Any | None, str]:
 def choose_backend(requested: str = "auto", dtype: str = "auto") -> BackendInfo:
     """Pick and import the backend. Call before importing trl."""
     device, cuda = _device_name()
+    if requested == "auto" and not cuda and not cpu_has_native_bf16():
+        return BackendInfo(
+            name="trl", device=device, dtype=_resolve_dtype(dtype, cuda, unsloth=False),
+            reason="this CPU has no native bf16 (AVX512-BF16/AMX), where Unsloth's bf16 CPU backend is many times "
+                   "slower than TRL + PEFT in fp32; using TRL + PEFT (backend: unsloth forces Unsloth)")
     if requested in ("auto", "unsloth"):
         module, why_not = _try_import_unsloth()
         if module is not None:

@@ -121,7 +121,10 @@ def train(
     stop = StopFlag(run_dir)
     stop.install()
     info = pid_info()
-    runs.clear_stale_stop(run_dir, since=info["pid_started_at"])  # a stop asked while this worker started stands
+    # A stop asked while this worker process started (launch_run recorded its pid) stands; an older STOP file is
+    # left from an earlier stop. In-process callers (notebooks) count from this call instead.
+    launched = runs.read_json(run_dir / "status.json").get("pid") == info["pid"]
+    runs.clear_stale_stop(run_dir, since=info["pid_started_at"] if launched else time.time())
     runs.update_status(
         run_dir, state="running", started_at=time.time(), error=None, traceback=None, max_steps=spec.training.max_steps,
         **info,

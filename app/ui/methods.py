@@ -50,7 +50,7 @@ def build(ctx: UIContext) -> dict[str, Any]:
         "### Compare training methods\nSFT, DFT, GRPO, SFT→GRPO (a short format-priming SFT whose adapter starts "
         "GRPO) and Prefix-RFT on the **same task, model, step budget and seed**, each evaluated greedily on the "
         "**same held-out rows** every few steps. The methods train one after another in the background; on a CPU "
-        "30 steps each take roughly half an hour for all five. Measured results: `docs/method-comparison.md`.",
+        "30 steps each took about 50 minutes for all five (2 cores). Measured results: `docs/method-comparison.md`.",
         elem_classes=["wb-intro"])
     with gr.Row(equal_height=False):
         with gr.Column(scale=4, min_width=360):

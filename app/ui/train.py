@@ -200,8 +200,13 @@ def samples_frame(samples: list[dict[str, Any]]) -> Any:
         scores = s.get("rewards") or {}
         adv = s.get("advantage")
         rows.append([int(s.get("index", 0)) + 1, s.get("prompt", ""), s.get("completion", "")]
-                    + [scores.get(n) for n in names] + [None if adv is None else round(adv, 3)])
+                    + [_round(scores.get(n)) for n in names] + [_round(adv)])
     return frame(headers, rows)
+
+
+def _round(value: Any) -> Any:
+    """Scores to 3 decimals for the tables (0.6666666865348816 → 0.667); None and text unchanged."""
+    return round(value, 3) if isinstance(value, float) else value
 
 
 def eval_samples_frame(samples: list[dict[str, Any]]) -> Any:
@@ -210,7 +215,7 @@ def eval_samples_frame(samples: list[dict[str, Any]]) -> Any:
         names += [n for n in (s.get("scores") or {}) if n not in names]
     headers = ["step", "prompt", "completion"] + names + ["total"]
     rows = [[s.get("step"), s.get("prompt", ""), s.get("completion", "")]
-            + [(s.get("scores") or {}).get(n) for n in names] + [s.get("total")] for s in samples]
+            + [_round((s.get("scores") or {}).get(n)) for n in names] + [_round(s.get("total"))] for s in samples]
     return frame(headers, rows)
 
 
