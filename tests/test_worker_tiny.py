@@ -119,13 +119,11 @@ def test_rewards_of_one_kind_get_their_own_metrics_and_the_dry_run_calls_like_gr
 def test_stop_asked_while_the_worker_starts_is_kept(tiny_model_dir, tmp_path):
     """The app's Stop during a worker's start-up (a queued run, no SIGTERM handler yet) writes only the STOP file;
     the worker keeps it (it is newer than the process) and ends stopped at its first step boundary."""
-    import time
-
     spec = tiny_spec(tiny_model_dir, **{"training.max_steps": 50, "logging.eval_at_start": False})
     run_dir = runs.create_run_dir(spec, tmp_path)
     proc = runs.launch_run(run_dir, extra_args=["--no-progress"])
-    time.sleep(0.5)
-    assert runs.read_status(run_dir)["state"] == "queued"
+    status = runs.read_status(run_dir)  # the interpreter is still starting: queued, with the launcher's pid
+    assert status["state"] == "queued" and status["pid"] == proc.pid
     runs.request_stop(run_dir)  # no signal: it would kill a process that is still importing
     assert proc.wait(timeout=300) == 3, (run_dir / "train.log").read_text()[-2000:]
     status = runs.read_status(run_dir)
