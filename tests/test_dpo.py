@@ -112,6 +112,11 @@ def test_record_choice_appends_pairs_and_keeps_ties_apart(tmp_path):
     assert judged_prompts(path) == {"Q"}
     with pytest.raises(PairError):
         record_choice(path, sample, "both")
+    from app.engine.preferences import next_unjudged
+
+    prompts = [[{"role": "user", "content": q}] for q in ("Q", "R", "Q", "S")]
+    assert [next_unjudged(prompts, i, path) for i in range(4)] == [1, 1, 3, 3]
+    assert next_unjudged(prompts[:1], 0, path) == 1  # all judged: past the end
 
 
 # -- formats and validation -------------------------------------------------------------------------------------------

@@ -404,6 +404,19 @@ def judged_prompts(path: str | os.PathLike[str]) -> set[str]:
     return seen
 
 
+def next_unjudged(prompts: Sequence[Messages], start: int, path: str | os.PathLike[str]) -> int:
+    """Index of the first prompt at or after `start` whose last user message `path` holds no judgement for
+    (`len(prompts)` when every one has been judged): the collection loop never asks twice about one prompt."""
+    done = judged_prompts(path)
+    i = start
+    while i < len(prompts):
+        users = [m["content"] for m in prompts[i] if m.get("role") == "user"]
+        if not users or users[-1] not in done:
+            break
+        i += 1
+    return i
+
+
 # -- scoring a model on held-out pairs ------------------------------------------------------------------------------
 def _completion_ids(tok: Any, prompt: Messages, reply: Messages) -> tuple[list[int], list[int]]:
     """(prompt ids, reply ids) as TRL's DPOTrainer tokenizes a conversational pair: the reply starts where the
@@ -574,7 +587,7 @@ def main(argv: list[str] | None = None) -> int:
 __all__ = [
     "PairError", "PairSample", "append_pair", "read_pairs", "count_pairs", "validate_pairs", "pairs_problem",
     "row_problem", "normalize_pair", "to_trl_pairs", "sample_pair", "record_choice", "judged_prompts",
-    "skipped_path", "preference_eval", "sequence_logps", "write_arithmetic_pairs", "SHIPPED_PAIRS", "dpo_trainer",
+    "next_unjudged", "skipped_path", "preference_eval", "sequence_logps", "write_arithmetic_pairs", "SHIPPED_PAIRS", "dpo_trainer",
     "worker_eval",
 ]
 

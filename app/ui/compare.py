@@ -276,15 +276,9 @@ def build(ctx: UIContext) -> dict[str, Any]:
         return [prompt_messages(r, system) for r in rows], system
 
     def sample_next(state: dict[str, Any], progress: gr.Progress | None = None) -> tuple[Any, ...]:
-        from app.engine.preferences import judged_prompts, sample_pair
+        from app.engine.preferences import next_unjudged, sample_pair
 
-        done = judged_prompts(ctx.paths.preferences_file)
-        while state["index"] < len(state["prompts"]):
-            msgs = state["prompts"][state["index"]]
-            users = [m["content"] for m in msgs if m.get("role") == "user"]
-            if not users or users[-1] not in done:
-                break
-            state["index"] += 1
+        state["index"] = next_unjudged(state["prompts"], state["index"], ctx.paths.preferences_file)
         if state["index"] >= len(state["prompts"]):
             state["sample"] = None
             return (ok("Every prompt here has been judged. Add prompts above, or train: 3 · Train with method "
