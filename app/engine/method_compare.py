@@ -280,14 +280,8 @@ def start_comparison_process(config: CompareConfig, folder: Path, runs_dir: Path
     log.close()
     _CHILDREN.append(proc)
     if not (folder / COMPARISON_FILE).exists():  # listed and readable at once, before the child has imported torch
-        import psutil
-
-        try:
-            started = psutil.Process(proc.pid).create_time()
-        except psutil.Error:
-            started = None
         _write_state(folder, {"config": config.to_dict(), "state": "queued", "pid": proc.pid,
-                              "pid_started_at": started, "current": None, "runs_dir": str(runs_dir),
+                              "pid_started_at": runs.process_start_time(proc.pid), "current": None, "runs_dir": str(runs_dir),
                               "methods": [{"key": m, "label": METHOD_LABELS[m], "state": "queued", "runs": []}
                                           for m in config.methods]})
     return proc
@@ -333,11 +327,9 @@ def run_comparison(
     runs_dir.mkdir(parents=True, exist_ok=True)
     launcher = launcher or _subprocess_launcher
     say = progress or (lambda message: None)
-    import psutil
-
     state: dict[str, Any] = {
         "config": config.to_dict(), "state": "running", "started_at": time.time(), "pid": os.getpid(),
-        "pid_started_at": psutil.Process(os.getpid()).create_time(), "runs_dir": str(runs_dir), "current": None,
+        "pid_started_at": runs.process_start_time(os.getpid()), "runs_dir": str(runs_dir), "current": None,
         "methods": [{"key": m, "label": METHOD_LABELS[m], "state": "queued", "runs": [], "error": None}
                     for m in config.methods],
     }

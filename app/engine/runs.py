@@ -313,11 +313,13 @@ def launch_run(run_dir: Path, extra_args: list[str] | None = None, resume: bool 
     log.close()
     # Record the pid at once: while the worker imports (tens of seconds) readers can already tell it is alive, and a
     # worker that dies before it writes its own status (an import error, the OOM killer) reads back as failed.
-    update_status(run_dir, pid=proc.pid, pid_started_at=_create_time(proc.pid))
+    update_status(run_dir, pid=proc.pid, pid_started_at=process_start_time(proc.pid))
     return proc
 
 
-def _create_time(pid: int) -> float | None:
+def process_start_time(pid: int) -> float | None:
+    """When process `pid` started (psutil's create_time; stored beside a pid so readers can tell a reused pid),
+    None when it is already gone."""
     try:
         import psutil
 

@@ -61,9 +61,7 @@ class StopFlag:
 
 def pid_info() -> dict[str, Any]:
     """This process's pid and start time (lets readers tell a dead worker from a reused pid)."""
-    import psutil
-
-    return {"pid": os.getpid(), "pid_started_at": psutil.Process(os.getpid()).create_time()}
+    return {"pid": os.getpid(), "pid_started_at": runs.process_start_time(os.getpid())}
 
 
 class RunFailed(RuntimeError):
