@@ -1,11 +1,13 @@
 """Command line: compare fine-tuning methods on one task with the same model, step budget, seed and held-out rows.
 
     python -m app.compare_methods                                   # all five methods, 40 steps, arithmetic task
-    python -m app.compare_methods --steps 30 --methods sft,grpo,prefix_rft --eval-size 64 --avg-k 4
+    python -m app.compare_methods --steps 30 --methods sft,grpo,prefix_rft --seeds 42,7,1234 --avg-k 4
     python -m app.compare_methods --task gsm8k --model Qwen/Qwen2.5-0.5B-Instruct --steps 200   # on a GPU
     python -m app.compare_methods --show DIR                        # print the table of an existing comparison
+    python -m app.compare_methods --merge DIR1 DIR2 --out DIR       # one table from comparisons run side by side
 
-Each method trains in its own worker process (`python -m app.train`), one after another; the comparison folder
+Each method trains in its own worker process (`python -m app.train`), one after another (with --seeds, once per
+seed: mean, sd, min/max and a 95 % interval per method); the comparison folder
 (`--out`, default DATA_DIR/comparisons/<stamp>-<task>) collects comparison.json and table.md, and the app's
 Compare-methods view reopens it. Ctrl-C stops the current run at its next step and skips the rest.
 Exit code 0: every method finished; 1: a method failed; 2: a bad setting; 3: stopped.
@@ -29,8 +31,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--model", default="default", help="'default' (SmolLM2-135M-Instruct), a folder or a hub id")
     p.add_argument("--steps", type=int, default=40, help="optimizer steps per method (SFT→GRPO: SFT + GRPO steps)")
     p.add_argument("--sft-steps", type=int, help="SFT→GRPO: steps of the priming SFT (default: a quarter)")
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--eval-size", type=int, default=64, help="held-out rows, the same for every method")
+    p.add_argument("--seed", type=int, default=42, help="the seed of a single-seed comparison")
+    p.add_argument("--seeds", help="run every method once per seed, e.g. 42,7,1234 (the held-out rows stay the same)")
+    p.add_argument("--eval-size", type=int, default=128, help="held-out rows, the same for every method and seed")
     p.add_argument("--eval-every", type=int, default=10, help="held-out greedy evaluation every N steps")
     p.add_argument("--avg-k", type=int, default=0, help="also sample K replies per held-out prompt: avg@K, pass@K")
     p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature of avg@K")
@@ -44,6 +47,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--runs-dir", help="where the methods' run folders go (default: $RFT_WORKBENCH_RUNS or ./runs)")
     p.add_argument("--config", help=argparse.SUPPRESS)  # a config.json written by the app's button
     p.add_argument("--show", metavar="DIR", help="print the table of an existing comparison folder and exit")
+    p.add_argument("--merge", nargs="+", metavar="DIR",
+                   help="combine finished comparisons of other methods or seeds (same settings) into --out, then exit")
     p.add_argument("--quiet", action="store_true", help="no progress lines (the table is still printed)")
     return p.parse_args(argv)
 
@@ -53,9 +58,17 @@ def config_from_args(args: argparse.Namespace):
 
     if args.config:
         return CompareConfig.from_dict(json.loads(Path(args.config).read_text(encoding="utf-8")))
+    from app.engine.method_compare import CompareConfigError
+    from app.engine.stats import parse_seeds
+
+    try:
+        seeds = parse_seeds(args.seeds) if args.seeds is not None else []
+    except ValueError as exc:
+        raise CompareConfigError(str(exc)) from None
     return CompareConfig(
         methods=[m.strip() for m in args.methods.split(",") if m.strip()], task=args.task, model=args.model,
-        steps=args.steps, seed=args.seed, eval_size=args.eval_size, eval_every=args.eval_every,
+        steps=args.steps, seed=args.seed, seeds=seeds if len(seeds) > 1 else [],
+        eval_size=args.eval_size, eval_every=args.eval_every,
         sft_steps=args.sft_steps, avg_k=args.avg_k, avg_temperature=args.temperature, backend=args.backend,
         threads=args.threads, data_source=args.data, overrides=list(args.set),
     )
@@ -70,8 +83,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.show:
         print(mc.write_table(args.show))
         return 0
-    config = config_from_args(args)
+    if args.merge:
+        if not args.out:
+            print("error: --merge needs --out DIR for the merged comparison", file=sys.stderr)
+            return 2
+        try:
+            folder = mc.merge_comparisons([Path(f) for f in args.merge], Path(args.out))
+        except mc.CompareConfigError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print(mc.write_table(folder))
+        print(f"comparison folder: {folder}")
+        return 0
     try:
+        config = config_from_args(args)
         config.validate()
         mc.build_plan(config, ())  # every spec checked before anything trains (gsm8k data is checked at start)
     except (mc.CompareConfigError, SpecError) as exc:
@@ -86,7 +111,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[{time.strftime('%H:%M:%S')} +{int(time.time() - start)}s] {message}", flush=True)
 
     folder = Path(args.out) if args.out else mc.default_folder(config)
+    seeds = config.run_seeds
     say(f"Comparing {', '.join(mc.METHOD_LABELS[m] for m in config.methods)}: {config.steps} steps each, "
+        f"{'seeds ' + ','.join(map(str, seeds)) if len(seeds) > 1 else f'seed {seeds[0]} (single seed)'}, "
         f"{config.eval_size} held-out rows; folder {folder}")
     try:
         mc.run_comparison(config, folder, Path(args.runs_dir) if args.runs_dir else None, progress=say)

@@ -30,7 +30,7 @@ What is here
 * Safety in training: `guard(fn)` makes any reward never raise (errors → None, counted per reward);
   `dry_run`/`check_dry_run` test rewards on a few rows before a run; `check_failure_threshold` stops a run
   whose reward keeps failing.
-* Scoring for tables and notebooks: `score(rows, [(reward, weight), ...])`, `group_advantages(totals)`.
+* Scoring for tables and notebooks: `score(rows, [(reward, weight), ...])`, `group_advantages(totals)`, `batch_advantages(totals, group_size, scale_rewards)`.
 
 >>> import rewards
 >>> reward = rewards.get("numeric_answer")
@@ -81,6 +81,7 @@ from rewards.scoring import (
     DryRunError,
     DryRunResult,
     ScoreTable,
+    batch_advantages,
     check_dry_run,
     dry_run,
     group_advantages,
@@ -107,7 +108,7 @@ __all__ = [
     "close_all", "guard", "GuardedReward", "check_failure_threshold", "RewardFailureThresholdExceeded",
     "dry_run", "check_dry_run", "DryRunResult", "DryRunError",
     # scoring
-    "score", "ScoreTable", "group_advantages",
+    "score", "ScoreTable", "group_advantages", "batch_advantages",
     # helpers
     "completion_text", "prompt_text", "answer_region", "extract_number", "reference_number", "last_boxed",
     "normalize_answer", "extract_code", "reward_name", "unique_names", "Reward", "MissingColumnError",

@@ -135,14 +135,16 @@ class ScoreTable:
         return "\n".join(lines)
 
 
-def score(rows: Sequence[dict[str, Any]], funcs: Sequence[Any], group_size: int | None = None) -> ScoreTable:
+def score(rows: Sequence[dict[str, Any]], funcs: Sequence[Any], group_size: int | None = None,
+          scale_rewards: str = "group") -> ScoreTable:
     """Score rows with rewards and weights; never raises for a failing reward (its errors are in the table).
 
     Args:
         rows: dicts with `completion` (string or chat form), optionally `prompt`, and dataset columns.
         funcs: `(reward, weight)` pairs (a reward is a callable or a registry name), or bare rewards (weight 1).
         group_size: if given, consecutive groups of this many rows are treated as the completions of one prompt
-            and each row gets its GRPO `advantage` (see `group_advantages`).
+            and each row gets its GRPO `advantage` (see `batch_advantages`).
+        scale_rewards: how the advantages are scaled, as GRPOConfig's `scale_rewards`: 'group', 'batch', 'none'.
 
     Returns:
         A ScoreTable. A row's `total` is the weighted sum of its non-None scores (TRL's nansum), None if all
@@ -191,11 +193,9 @@ def score(rows: Sequence[dict[str, Any]], funcs: Sequence[Any], group_size: int 
             "errors": errors_i,
         })
     if group_size:
-        for g in range(0, n, group_size):
-            group = table_rows[g : g + group_size]
-            advantages, _ = group_advantages([r["total"] for r in group])
-            for r, a in zip(group, advantages):
-                r["advantage"] = a
+        advantages, _ = batch_advantages([r["total"] for r in table_rows], group_size, scale_rewards)
+        for r, a in zip(table_rows, advantages):
+            r["advantage"] = a
     return ScoreTable([name for _, name, _ in resolved], [w for _, _, w in resolved], table_rows, per_reward,
                       time.perf_counter() - start, prints)
 
@@ -234,6 +234,47 @@ def group_advantages(totals: Sequence[float | None], scale: bool = True) -> tupl
             a = a / (std + 1e-4) if not math.isnan(std) else 0.0
         out.append(round(a, 3 if scale else 9))
     return out, zero_variance
+
+
+SCALE_REWARDS = ("group", "batch", "none")
+
+
+def batch_advantages(totals: Sequence[float | None], group_size: int, scale_rewards: str = "group"
+                     ) -> tuple[list[float], list[bool]]:
+    """GRPO advantages of a batch of consecutive groups, as TRL's GRPOTrainer computes them for `scale_rewards`:
+    'group' (r − group mean) / (group std + 1e-4), 'batch' (r − group mean) / (batch std + 1e-4), 'none' (Dr. GRPO)
+    r − group mean. None totals are left out of means and stds and get 0. Returns the advantages and, per group,
+    whether it has no spread (no learning signal).
+
+    >>> batch_advantages([1.0, 0.0, 3.0, 3.0], 2, "none")
+    ([0.5, -0.5, 0.0, 0.0], [False, True])
+    >>> batch_advantages([1.0, 0.0, 3.0, 1.0], 2, "batch")[0]
+    [0.397, -0.397, 0.795, -0.795]
+    """
+    if scale_rewards not in SCALE_REWARDS:
+        raise ValueError(f"scale_rewards must be one of {', '.join(SCALE_REWARDS)}, got {scale_rewards!r}")
+    out: list[float] = []
+    flags: list[bool] = []
+    values = [float(t) for t in totals if t is not None and not math.isnan(t)]
+    batch_std = _nanstd(values)
+    for g in range(0, len(totals), group_size):
+        group = list(totals[g : g + group_size])
+        centred, zero = group_advantages(group, scale=False)
+        flags.append(zero)
+        if scale_rewards == "none":
+            out += centred
+        elif scale_rewards == "group":
+            out += group_advantages(group, scale=True)[0]
+        else:
+            out += [0.0 if math.isnan(batch_std) else round(a / (batch_std + 1e-4), 3) for a in centred]
+    return out, flags
+
+
+def _nanstd(values: Sequence[float]) -> float:
+    if len(values) < 2:
+        return float("nan")
+    mean = sum(values) / len(values)
+    return math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
 
 
 # --- dry run ------------------------------------------------------------------------------------------------------

@@ -26,13 +26,16 @@ def test_held_out_rows_never_overlap_training():
     train_prompts = {r["prompt"] for r in data.train}
     assert len(data.eval) == 64
     assert not train_prompts & {r["prompt"] for r in data.eval}
-    assert len(data.train) + len(data.eval) == 2500
+    # Every row is held out, trained on, or dropped as a commuted twin of a held-out question.
+    assert len(data.train) + len(data.eval) + data.split.dropped_train_rows == 2500
 
 
-def test_file_split_is_seeded_and_keeps_training_rows(tmp_path):
+def test_file_split_is_seeded_and_refuses_a_split_without_training_rows(tmp_path):
     rows = [{"prompt": f"q{i}", "answer": str(i)} for i in range(10)]
-    train, held = split_rows(rows, eval_size=100, seed=0)
-    assert len(held) == 5 and len(train) == 5  # at most half held out
+    with pytest.raises(ValueError, match="no training rows would remain"):
+        split_rows(rows, eval_size=100, seed=0)
+    train, held = split_rows(rows, eval_size=5, seed=0)
+    assert len(held) == 5 and len(train) == 5
     assert split_rows(rows, 3, 0) == split_rows(rows, 3, 0)
 
 

@@ -49,18 +49,23 @@ class RunFolderCallback(TrainerCallback):
         self.trainer: Any = None
         self.stopped = False
         self.failure: BaseException | None = None
-        self._last_time: float | None = None
-        self._last_step = 0
+        self._step_start: float | None = None
+        self._step_seconds = 0.0  # optimizer-step time since the last log line
+        self._steps_timed = 0
         self._last_tokens: float | None = None
         self._last_sample_step = -1
 
     # -- step boundary: stop requests and reward failure threshold ------------------------------------------
     def on_step_begin(self, args, state, control, **kwargs):
-        if self._last_time is None:
-            self._last_time = time.time()
-            self._last_step = state.global_step
+        self._step_start = time.perf_counter()
 
     def on_step_end(self, args, state, control, **kwargs):
+        # step_time covers this step's rollouts, forward, backward and optimizer update only: what follows (a
+        # periodic evaluation here, then the Trainer's log and save) is timed on its own (`eval/seconds`).
+        if self._step_start is not None:
+            self._step_seconds += time.perf_counter() - self._step_start
+            self._steps_timed += 1
+            self._step_start = None
         runs.update_status(self.run_dir, step=state.global_step, max_steps=state.max_steps)
         if self.failure_check is not None:
             try:
@@ -91,18 +96,17 @@ class RunFolderCallback(TrainerCallback):
             return
         if any(k.startswith("train_") for k in logs) and "loss" not in logs:
             return  # the end-of-training summary (train_runtime…) is not a step
-        now = time.time()
-        record: dict[str, Any] = {"step": state.global_step, "time": now}
+        record: dict[str, Any] = {"step": state.global_step, "time": time.time()}
         record.update({k: runs.clean_number(_plain(v)) for k, v in logs.items()})
-        steps = state.global_step - self._last_step
-        if self._last_time is not None and steps > 0:
-            elapsed = now - self._last_time
-            record.setdefault("step_time", elapsed / steps)
+        if self._steps_timed:
+            # Ours, not TRL's GRPO `step_time` (which leaves out the optimizer update): one definition for every method.
+            record["step_time"] = self._step_seconds / self._steps_timed
             tokens = logs.get("num_tokens")
-            if tokens is not None and self._last_tokens is not None and elapsed > 0:
-                record["tokens_per_second"] = (float(tokens) - self._last_tokens) / elapsed
-            self._last_tokens = float(tokens) if tokens is not None else None
-        self._last_time, self._last_step = now, state.global_step
+            if tokens is not None and self._last_tokens is not None and self._step_seconds > 0:
+                record["tokens_per_second"] = (float(tokens) - self._last_tokens) / self._step_seconds
+        tokens = logs.get("num_tokens")
+        self._last_tokens = float(tokens) if tokens is not None else None
+        self._step_seconds, self._steps_timed = 0.0, 0
         record["peak_memory_mb"] = round(peak_memory_mb(), 1)
         for g in self.guarded:
             record[f"reward_errors/{g.__name__}"] = g.pop_error_count()

@@ -300,18 +300,46 @@ def prompt_rows_from_text(text: str) -> list[dict[str, Any]]:
     return rows
 
 
-def held_out_rows(run_dir: Path | str, n: int = 8) -> tuple[list[dict[str, Any]], str | None]:
-    """The first `n` held-out rows of a run (never trained on) and its system prompt."""
+def _run_data(run_dir: Path | str) -> tuple[Any, Any]:
     from app.engine.data import DataError, load_data
     from app.engine.spec import RunSpec, SpecError
 
     try:
         spec = RunSpec.load(Path(run_dir) / "spec.yaml")
-        data = load_data(spec.data)
+        return spec, load_data(spec.data)
     except (SpecError, DataError) as exc:
-        raise CompareError(f"Could not read the held-out rows of {Path(run_dir).name}: {exc}") from None
-    rows = data.eval[:n] if data.eval else data.train[:n]
-    return rows, spec.data.system_prompt
+        raise CompareError(f"Could not read the rows of {Path(run_dir).name}: {exc}") from None
+
+
+def held_out_rows(run_dir: Path | str, n: int = 8) -> tuple[list[dict[str, Any]], str | None]:
+    """The first `n` held-out rows of a run (never trained on: no training row asks their question) and its system
+    prompt. A run that held nothing out raises CompareError: its training rows are never passed off as held-out."""
+    spec, data = _run_data(run_dir)
+    if not data.eval:
+        raise CompareError(
+            f"Run {Path(run_dir).name} held out no rows (data.eval_size {spec.data.eval_size}), so it has no prompts "
+            "it never trained on: type prompts, load a file, or use its training rows (labelled 'seen in training').")
+    return data.eval[:n], spec.data.system_prompt
+
+
+def training_rows(run_dir: Path | str, n: int = 8) -> tuple[list[dict[str, Any]], str | None]:
+    """The first `n` rows a run trained on and its system prompt: scores on them measure fit, not generalisation."""
+    spec, data = _run_data(run_dir)
+    return data.train[:n], spec.data.system_prompt
+
+
+def file_rows(path: Path | str, n: int = 8) -> list[dict[str, Any]]:
+    """The first `n` rows of a .jsonl/.json/.csv file with a `prompt` (or chat `messages`) column."""
+    from app.engine.profile import load_rows
+
+    try:
+        rows = load_rows(path)
+    except (OSError, ValueError) as exc:
+        raise CompareError(f"Could not read {Path(path).name}: {exc}") from None
+    usable = [r for r in rows if r.get("prompt") or r.get("messages")]
+    if not usable:
+        raise CompareError(f"{Path(path).name} has no 'prompt' (or chat 'messages') column with text.")
+    return usable[:n]
 
 
 def build_reward_funcs(reward_specs: Sequence[Any]) -> tuple[list[Any], list[float], list[str | None]]:
@@ -343,7 +371,7 @@ def compare_models(
     Greedy by default, so outputs are reproducible. Raises CompareError for unusable input.
     """
     from app.engine.data import prompt_messages
-    from app.engine.evaluate import generate_completions, primary_reward_name
+    from app.engine.evaluate import correctness_reward, generate_completions, table_accuracy
 
     if len(refs) < 1:
         raise CompareError("Pick at least one model (two or more to compare).")
@@ -361,14 +389,7 @@ def compare_models(
     references = [None if r.get("answer") is None else str(r.get("answer")) for r in rows]
     funcs, weights, registry = build_reward_funcs(reward_specs) if reward_specs else ([], [], [])
     names = [getattr(f, "__name__", str(f)) for f in funcs]
-    accuracy_reward = primary_reward_name(names, registry) if any(
-        reg is not None for reg in registry) else None
-    if accuracy_reward is not None:
-        from app.engine.evaluate import CORRECTNESS_REWARDS
-
-        idx = names.index(accuracy_reward)
-        if registry[idx] not in CORRECTNESS_REWARDS:
-            accuracy_reward = None
+    accuracy_reward = correctness_reward(names, registry)
     outputs: dict[str, list[dict[str, Any]]] = {}
     summary = []
     steps = len(refs) * 2
@@ -402,15 +423,12 @@ def compare_models(
             per_row = [{"completion": t, "tokens": n, "scores": {}, "total": None, "errors": {}}
                        for t, n in zip(texts, lengths)]
         outputs[ref.label] = per_row
-        accuracy = None
-        if accuracy_reward is not None:
-            hits = [r["scores"].get(accuracy_reward) for r in per_row]
-            judged = [h for h in hits if h is not None]
-            accuracy = sum(1 for h in judged if h >= 1.0 - 1e-9) / len(judged) if judged else None
+        acc = table_accuracy(per_row, accuracy_reward)
         summary.append({
             "model": ref.label,
             "mean_reward": _mean([r["total"] for r in per_row]),
-            "accuracy": accuracy,
+            "accuracy": acc.value,
+            "n_scored": acc.n_scored,
             "per_reward": {n: _mean([r["scores"].get(n) for r in per_row]) for n in names},
             "mean_length": sum(lengths) / max(len(lengths), 1),
             "seconds": time.time() - start,
@@ -485,46 +503,124 @@ def _source_folder(source: Path | str, checkpoint: int | None = None) -> tuple[P
     raise CompareError(f"{source} is neither a run folder nor an adapter / model folder.")
 
 
-def _prepare_out(out_dir: Path, overwrite: bool) -> None:
-    if out_dir.exists() and any(out_dir.iterdir()):
+def _check_out(out_dir: Path, sources: Sequence[Path | None], overwrite: bool) -> None:
+    """Refuse, before anything is read or written, an export target that would destroy something: the export's own
+    source (or a folder holding it, or inside it), a file, or a non-empty folder — which `overwrite` may replace
+    only when it holds an earlier export (an adapter or model folder), never the user's other files."""
+    out = out_dir.resolve()
+    for source in sources:
+        if source is None:
+            continue
+        src = Path(source).resolve()
+        if out == src or src in out.parents or out in src.parents:
+            raise CompareError(f"{out_dir} is {'inside ' if src in out.parents else ''}the export's own source "
+                               f"{source}{' or holds it' if out in src.parents else ''}; export to a folder outside "
+                               "it.")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise CompareError(f"{out_dir} is a file; an export is a folder, so name a new folder.")
+    if out_dir.is_dir() and any(out_dir.iterdir()):
         if not overwrite:
-            raise CompareError(f"{out_dir} already exists and is not empty; choose another folder.")
-        shutil.rmtree(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
+            raise CompareError(f"{out_dir} already exists and is not empty; choose another folder, or add "
+                               "--overwrite to replace an earlier export there.")
+        if not (_is_adapter(out_dir) or _is_model(out_dir)) or (out_dir / "spec.yaml").exists():
+            raise CompareError(f"{out_dir} does not hold an earlier export (no adapter or model files), so it is not "
+                               "replaced even with --overwrite; choose another folder.")
+    base = out.parent
+    while not base.exists() and base != base.parent:
+        base = base.parent
+    if not base.is_dir():
+        raise CompareError(f"Cannot create {out_dir}: {base} is a file, not a folder.")
+
+
+def _new_temp_folder(out_dir: Path, created: list[Path]) -> Path:
+    """An empty folder beside `out_dir` for the export to be written into (then renamed into place), with the
+    permissions a plain mkdir gives, not mkdtemp's 0700. Parent folders it makes are recorded in `created`."""
+    import tempfile
+
+    missing = []
+    parent = out_dir.parent
+    while not parent.exists():
+        missing.append(parent)
+        parent = parent.parent
+    for folder in reversed(missing):
+        folder.mkdir()
+        created.append(folder)
+    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.export-"))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)
+    return tmp
+
+
+def _place(tmp: Path, out_dir: Path) -> None:
+    """Move the finished export `tmp` to `out_dir`; an earlier export there is renamed aside first and deleted only
+    once the new one is in place (a failure puts it back)."""
+    if not out_dir.exists():
+        os.rename(tmp, out_dir)
+        return
+    old = out_dir.with_name(f".{out_dir.name}.replaced-{os.getpid()}-{time.time_ns()}")
+    os.rename(out_dir, old)
+    try:
+        os.rename(tmp, out_dir)
+    except BaseException:
+        os.rename(old, out_dir)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _write_export(out_dir: Path, write: Callable[[Path], None]) -> Path:
+    """Run `write(tmp)` into a new temporary folder and move it to `out_dir`; on any failure remove exactly what was
+    made here (the temporary folder, parent folders created for it) and leave `out_dir` as it was."""
+    import contextlib
+
+    created: list[Path] = []
+    tmp: Path | None = None
+    try:
+        tmp = _new_temp_folder(out_dir, created)
+        write(tmp)
+        _place(tmp, out_dir)
+    except BaseException:
+        if tmp is not None and tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+        for folder in reversed(created):
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
+    return out_dir
 
 
 def export_adapter(source: Path | str, out_dir: Path | str, checkpoint: int | None = None,
                    overwrite: bool = False) -> Path:
     """Copy a run's LoRA adapter (and tokenizer) to `out_dir`, without optimizer state. Load it with
-    `PeftModel.from_pretrained(base, out_dir)`."""
+    `PeftModel.from_pretrained(base, out_dir)`. Never writes into or deletes its source; `overwrite` replaces only
+    an earlier export."""
     folder, run_dir = _source_folder(source, checkpoint)
     if not _is_adapter(folder):
         raise CompareError(f"{folder} holds a fully fine-tuned model, not a LoRA adapter: export it as a merged model.")
     out_dir = Path(out_dir)
-    _prepare_out(out_dir, overwrite)
-    tmp = out_dir.with_name(out_dir.name + f".tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(folder, tmp, ignore=shutil.ignore_patterns(*TRAINING_STATE_FILES))
-    if run_dir is not None and (run_dir / "spec.yaml").exists():
-        shutil.copy2(run_dir / "spec.yaml", tmp / "rft_workbench_spec.yaml")
-    os.replace(tmp, out_dir)
-    return out_dir
+    _check_out(out_dir, [folder, run_dir], overwrite)
+
+    def write(tmp: Path) -> None:
+        shutil.copytree(folder, tmp, ignore=shutil.ignore_patterns(*TRAINING_STATE_FILES), dirs_exist_ok=True)
+        if run_dir is not None and (run_dir / "spec.yaml").exists():
+            shutil.copy2(run_dir / "spec.yaml", tmp / "rft_workbench_spec.yaml")
+
+    return _write_export(out_dir, write)
 
 
 def export_merged(source: Path | str, out_dir: Path | str, checkpoint: int | None = None, overwrite: bool = False,
                   progress: ProgressFn | None = None) -> Path:
     """Merge a run's LoRA adapter into its base model (PEFT `merge_and_unload`) and save a plain Hugging Face
-    model folder (safetensors + tokenizer) that `AutoModelForCausalLM.from_pretrained(out_dir)` loads."""
+    model folder (safetensors + tokenizer) that `AutoModelForCausalLM.from_pretrained(out_dir)` loads. Never
+    writes into or deletes its source; `overwrite` replaces only an earlier export."""
+    folder, run_dir = _source_folder(source, checkpoint)
+    out_dir = Path(out_dir)
+    _check_out(out_dir, [folder, run_dir], overwrite)  # before the model loads: a refusal costs nothing
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from app.engine.models import resolve_model
 
-    folder, run_dir = _source_folder(source, checkpoint)
-    out_dir = Path(out_dir)
-    _prepare_out(out_dir, overwrite)
-    tmp = out_dir.with_name(out_dir.name + f".tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
     if progress:
         progress(0.1, "Loading the base model")
     if _is_adapter(folder):
@@ -543,11 +639,14 @@ def export_merged(source: Path | str, out_dir: Path | str, checkpoint: int | Non
         tokenizer = AutoTokenizer.from_pretrained(folder)
     if progress:
         progress(0.8, "Saving")
-    model.save_pretrained(tmp, safe_serialization=True)
-    tokenizer.save_pretrained(tmp)
-    if run_dir is not None and (run_dir / "spec.yaml").exists():
-        shutil.copy2(run_dir / "spec.yaml", tmp / "rft_workbench_spec.yaml")
-    os.replace(tmp, out_dir)
+
+    def write(tmp: Path) -> None:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        if run_dir is not None and (run_dir / "spec.yaml").exists():
+            shutil.copy2(run_dir / "spec.yaml", tmp / "rft_workbench_spec.yaml")
+
+    _write_export(out_dir, write)
     if progress:
         progress(1.0, f"Saved {out_dir}")
     return out_dir
@@ -571,7 +670,7 @@ def main(argv: list[str] | None = None) -> int:
     ex.add_argument("out_dir", help="folder to create")
     ex.add_argument("--merged", action="store_true", help="merge the LoRA adapter into the base model")
     ex.add_argument("--checkpoint", type=int, help="export checkpoint-N of the run instead of the final adapter")
-    ex.add_argument("--overwrite", action="store_true", help="replace out_dir if it exists")
+    ex.add_argument("--overwrite", action="store_true", help="replace an earlier export in out_dir")
     args = p.parse_args(argv)
     try:
         if args.merged:
@@ -582,13 +681,17 @@ def main(argv: list[str] | None = None) -> int:
     except CompareError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # read-only disk, no permission, disk full: nothing was left half-written
+        print(f"error: could not export to {args.out_dir}: {exc.strerror or exc}"
+              f"{f' ({exc.filename})' if exc.filename else ''}; nothing was changed.", file=sys.stderr)
+        return 1
     print(f"exported to {out}")
     return 0
 
 
 __all__ = [
     "ModelRef", "available_models", "parse_model_key", "load_model", "clear_cache", "compare_models", "CompareResult",
-    "CompareError", "prompt_rows_from_text", "held_out_rows", "build_reward_funcs", "save_preference",
+    "CompareError", "prompt_rows_from_text", "held_out_rows", "training_rows", "file_rows", "build_reward_funcs", "save_preference",
     "count_preferences", "export_adapter", "export_merged", "export_command", "main",
 ]
 

@@ -3,11 +3,14 @@ into the dataset forms TRL defines (prompt-only, prompt+completion, conversation
 """
 from __future__ import annotations
 
-import random
+import csv
+import io
+import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
+from app.engine.splits import SplitError, SplitReport, disjoint_split, key_function, prompt_key, split_two_sources
 from app.engine.tasks import builtin_task_rows
 
 BUILTIN_PREFIX = "builtin:"
@@ -19,7 +22,11 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]  # relative data paths not fo
 
 
 class DataError(ValueError):
-    """A dataset problem, stated in one sentence that names the file or column."""
+    """A dataset problem, stated in one sentence that names the file or column; `field` is the RunSpec field."""
+
+    def __init__(self, message: str, field: str = "data.source"):
+        super().__init__(message)
+        self.field = field
 
 
 @dataclass
@@ -29,6 +36,7 @@ class LoadedData:
     train: list[dict[str, Any]]
     eval: list[dict[str, Any]]
     source: str
+    split: SplitReport | None = None  # what the split held out and dropped (None: rows built by hand)
 
 
 def load_source_rows(source: str, split: str = "train", seed: int = 0, task_params: dict | None = None) -> list[dict]:
@@ -42,11 +50,11 @@ def load_source_rows(source: str, split: str = "train", seed: int = 0, task_para
             raise DataError(str(exc)) from None
     if source.startswith(HUB_PREFIX):
         return _hub_rows(source[len(HUB_PREFIX):], split)
-    path = Path(source).expanduser()
-    if not path.exists() and not path.is_absolute() and (PROJECT_ROOT / path).exists():
-        path = PROJECT_ROOT / path  # files the project ships (e.g. app/data/…) named as in the recipes
+    path = _source_path(source)
     if not path.exists():
         raise DataError(f"Dataset file {path} does not exist.")
+    if path.is_dir():
+        raise DataError(f"Dataset {path} is a folder; name a .jsonl, .json or .csv file in it.")
     from app.engine.profile import load_rows
 
     try:
@@ -56,6 +64,13 @@ def load_source_rows(source: str, split: str = "train", seed: int = 0, task_para
     if not rows:
         raise DataError(f"Dataset file {path} has no rows.")
     return rows
+
+
+def _source_path(source: str) -> Path:
+    path = Path(source).expanduser()
+    if not path.exists() and not path.is_absolute() and (PROJECT_ROOT / path).exists():
+        path = PROJECT_ROOT / path  # files the project ships (e.g. app/data/…) named as in the recipes
+    return path
 
 
 def _hub_rows(name: str, split: str) -> list[dict]:
@@ -68,58 +83,156 @@ def _hub_rows(name: str, split: str) -> list[dict]:
     return [dict(row) for row in ds]
 
 
-def split_rows(rows: list[dict], eval_size: int, seed: int) -> tuple[list[dict], list[dict]]:
-    """Shuffle with `seed` and hold out `eval_size` rows (at most half of them, so training keeps rows)."""
-    order = list(range(len(rows)))
-    random.Random(seed).shuffle(order)
-    n_eval = min(max(eval_size, 0), len(rows) // 2)
-    held = [rows[i] for i in order[:n_eval]]
-    train = [rows[i] for i in order[n_eval:]]
+def split_rows(rows: list[dict], eval_size: int, seed: int, key: Callable[[dict], str] = prompt_key
+               ) -> tuple[list[dict], list[dict]]:
+    """Shuffle with `seed`, hold out `eval_size` rows with distinct questions, and train on the rest minus every
+    row that repeats a held-out question (see `app.engine.splits`)."""
+    train, held, _report = disjoint_split(rows, eval_size, seed, key, "key")
     return train, held
 
 
 def load_data(data_spec: Any) -> LoadedData:
-    """Rows for a RunSpec's `data` section: the source, the held-out part, the train-size cap."""
+    """Rows for a RunSpec's `data` section: the source, the held-out part (no training row asks a held-out
+    question, by the source's dedupe key), the train-size cap. Raises DataError naming the field."""
     rows = load_source_rows(data_spec.source, data_spec.split, data_spec.seed, data_spec.task_params)
-    if data_spec.eval_source:
-        train = rows
-        held = load_source_rows(data_spec.eval_source, data_spec.split, data_spec.seed)[: data_spec.eval_size]
-    elif data_spec.source.startswith(BUILTIN_PREFIX):
-        # Generated tasks are already shuffled by their seed: the first rows are held out.
-        held, train = rows[: data_spec.eval_size], rows[data_spec.eval_size:]
-    else:
-        train, held = split_rows(rows, data_spec.eval_size, data_spec.seed)
+    key, key_name = key_function(data_spec.source)
+    try:
+        if data_spec.eval_source:
+            eval_rows = load_source_rows(data_spec.eval_source, data_spec.split, data_spec.seed)
+            train, held, report = split_two_sources(rows, eval_rows, data_spec.eval_size, key, key_name,
+                                                    source=data_spec.source)
+        else:
+            # Generated tasks are already shuffled by their seed: their first distinct questions are held out.
+            seed = None if data_spec.source.startswith(BUILTIN_PREFIX) else data_spec.seed
+            train, held, report = disjoint_split(rows, data_spec.eval_size, seed, key, key_name,
+                                                 source=data_spec.source)
+    except SplitError as exc:
+        raise DataError(str(exc), exc.field) from None
     if data_spec.train_size is not None:
         train = train[: data_spec.train_size]
+        report.train = len(train)
     if not train:
-        raise DataError(f"Dataset {data_spec.source} leaves no training rows after holding out {len(held)}.")
-    return LoadedData(train=train, eval=held, source=data_spec.source)
+        raise DataError(f"Dataset {data_spec.source} leaves no training rows after holding out {len(held)}.",
+                        "data.eval_size")
+    return LoadedData(train=train, eval=held, source=data_spec.source, split=report)
 
 
-def column_problem(method: str, rows: list[dict]) -> str | None:
-    """One sentence naming what the rows lack for `method`, or None when they fit."""
+def column_problem(method: str, rows: list[dict], where: Callable[[int], str] | None = None) -> str | None:
+    """One sentence naming what the rows lack for `method` ('eval' for held-out prompts), or None when they fit.
+
+    Every row is checked, not a sample: a bad row deep in a file fails a run as surely as the first. `where(i)`
+    names the i-th row (0-based) as its file does ("line 23", see `row_locations`); the default is "row i+1"."""
     if not rows:
         return "the dataset has no rows"
     if method == "dpo":  # preference pairs: every row is checked (columns, empty replies, chosen == rejected)
         from app.engine.preferences import pairs_problem
 
         return pairs_problem(rows)
-    columns = set().union(*(row.keys() for row in rows[:50]))
-    if method in ("grpo",):
+    label = where or (lambda i: f"row {i + 1}")
+    columns = set().union(*(row.keys() for row in rows))
+    if method in ("grpo", "eval"):
         if not columns & set(PROMPT_COLUMNS):
-            return f"GRPO needs a 'prompt' (or chat 'messages') column; the dataset has {sorted(columns)}"
+            what = "GRPO" if method == "grpo" else "Evaluation"
+            return f"{what} needs a 'prompt' (or chat 'messages') column; the dataset has {sorted(columns)}"
     elif method in ("sft", "dft"):
-        if "messages" in columns or "text" in columns:
-            return None
-        if "prompt" not in columns:
-            return f"{method.upper()} needs 'prompt' + 'completion' (or 'messages', or 'text'); found {sorted(columns)}"
-        if not columns & set(SFT_TARGET_COLUMNS):
-            return f"{method.upper()} needs a 'completion' (or 'answer') column with the target reply; found {sorted(columns)}"
-    for i, row in enumerate(rows[:50]):
-        prompt = row.get("prompt", row.get("messages"))
-        if prompt is None or (isinstance(prompt, str) and not prompt.strip()):
-            return f"row {i + 1} has an empty prompt"
+        if not ({"messages", "text"} & columns):
+            if "prompt" not in columns:
+                return f"{method.upper()} needs 'prompt' + 'completion' (or 'messages', or 'text'); found {sorted(columns)}"
+            if not columns & set(SFT_TARGET_COLUMNS):
+                return f"{method.upper()} needs a 'completion' (or 'answer') column with the target reply; found {sorted(columns)}"
+    for i, row in enumerate(rows):
+        problem = _row_problem(method, row)
+        if problem:
+            return f"{label(i)} {problem}"
     return None
+
+
+def _row_problem(method: str, row: dict) -> str | None:
+    """What one row lacks for `method`, read the way `to_trl_rows` / `prompt_messages` will read it."""
+    if method in ("sft", "dft") and "prompt" not in row:
+        if "messages" in row:
+            return None if isinstance(row["messages"], list) else "has no 'messages' list (a list of chat turns)"
+        if "text" in row:
+            text = row["text"]
+            return None if isinstance(text, str) and text.strip() else "has an empty 'text'"
+    prompt = row.get("prompt")
+    if prompt is None:  # prompt_messages falls back to the chat `messages` of the row
+        prompt = row.get("messages")
+    if prompt is None or (isinstance(prompt, str) and not prompt.strip()) or (isinstance(prompt, list) and not prompt):
+        return "has an empty prompt"
+    if not isinstance(prompt, (str, list)) or (isinstance(prompt, list) and not all(
+            isinstance(m, dict) and "content" in m for m in prompt)):
+        return f"has a prompt that is neither text nor a list of chat messages ({type(prompt).__name__})"
+    if method in ("sft", "dft") and "messages" not in row and all(row.get(c) is None for c in SFT_TARGET_COLUMNS):
+        return "has no completion (or answer): nothing to train on"
+    return None
+
+
+def row_locations(source: str) -> list[str] | None:
+    """Where each row of a file source sits in its file ("line 23"), in the order `load_source_rows` returns them;
+    None when the source is not a file or the lines cannot be told (messages then count rows). Rows are checked
+    before the train/held-out shuffle, so these are the lines a user finds in an editor."""
+    if not isinstance(source, str) or source.startswith((BUILTIN_PREFIX, HUB_PREFIX)):
+        return None
+    path = _source_path(source)
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except (OSError, UnicodeDecodeError):
+        return None
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".csv", ".tsv"):
+            return _csv_lines(text, "\t" if suffix == ".tsv" else ",")
+        if suffix in (".jsonl", ".ndjson") or (suffix != ".json" and text.lstrip().startswith("{")):
+            return _jsonl_lines(text)
+        if suffix == ".json" or text.lstrip().startswith("["):
+            return _json_list_lines(text)
+    except (ValueError, csv.Error, StopIteration):
+        return None
+    return None
+
+
+def _jsonl_lines(text: str) -> list[str]:
+    # The same split as profile.load_rows: on "\n" only, blank lines skipped.
+    return [f"line {n}" for n, line in enumerate(text.split("\n"), start=1) if line.strip()]
+
+
+def _csv_lines(text: str, delimiter: str) -> list[str]:
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    next(reader)  # the header
+    out = []
+    while True:
+        start = reader.line_num + 1  # a quoted field may span lines: the record starts after the previous one
+        try:
+            record = next(reader)
+        except StopIteration:
+            return out
+        if record:
+            out.append(f"line {start}")
+
+
+def _json_list_lines(text: str) -> list[str] | None:
+    """Lines of the items of a top-level JSON list (None for any other shape, e.g. {"data": [...]})."""
+    decoder = json.JSONDecoder()
+    i = len(text) - len(text.lstrip())
+    if not text.startswith("[", i):
+        try:  # a .json file holding one object per line reads as JSON Lines (profile.load_rows does the same)
+            json.loads(text)
+        except json.JSONDecodeError as exc:
+            return _jsonl_lines(text) if exc.msg == "Extra data" else None
+        return None
+    i += 1
+    out, line, counted = [], 1, 0
+    while i < len(text):
+        while i < len(text) and text[i] in " \t\r\n,":
+            i += 1
+        if i >= len(text) or text[i] == "]":
+            return out
+        line += text.count("\n", counted, i)
+        counted = i
+        _, i = decoder.raw_decode(text, i)
+        out.append(f"line {line}")
+    return out
 
 
 def prompt_messages(row: dict, system_prompt: str | None = None) -> list[dict[str, str]]:

@@ -201,26 +201,27 @@ _NODES: tuple[Node, ...] = (
 )
 _BY_ID: dict[str, Node] = {node.id: node for node in _NODES}
 
-# What the method comparison measured (python -m app.compare_methods; docs/method-comparison.md), cited by the
-# leaves it bears on. One run per method on one small task and model: evidence, not a law.
+# What the method comparison measured (python -m app.compare_methods --seeds 42,7,1234; docs/method-comparison.md),
+# cited by the leaves it bears on. Three seeds of each method on one small task and model: evidence, not a law.
 MEASURED_DOC = "docs/method-comparison.md"
-_ARITHMETIC = "Measured here on the built-in arithmetic task (SmolLM2-135M, 30 steps each, one seed, 64 held-out questions"
-_GRPO_MEASURED = (f"{_ARITHMETIC}, base 16 %): GRPO reached 67 % held-out accuracy, against 20 % for SFT and 47 % for DFT "
-                  f"on the same step budget; see {MEASURED_DOC}.")
-_PREFIX_MEASURED = (f"{_ARITHMETIC}): Prefix-RFT reached 72 % and GRPO 67 % (75 % with Prefix-RFT's Dr. GRPO "
-                    "loss), gaps well within the noise (a second seed moved GRPO's final score by 30 points), and "
-                    "GRPO sampled better (avg@4 57 % against 43 %); SFT-then-GRPO fell to 14 % because its priming SFT on "
-                    "bare answers removed the worked format. Expect Prefix-RFT's gains where demonstrations are long and "
-                    f"the base model rarely succeeds; see {MEASURED_DOC}.")
+_ARITHMETIC = ("Measured here on the built-in arithmetic task (SmolLM2-135M, 20 steps each, 3 seeds, 128 held-out "
+               "questions, mean [95 % interval]")
+_GRPO_MEASURED = (f"{_ARITHMETIC}, base 25 %): GRPO reached 60 % [36, 78] held-out accuracy against 25 % [17, 33] "
+                  "for SFT and 31 % [23, 39] for DFT on the same step budget, a difference the paired test resolves; "
+                  f"one seed of three peaked at 52 % and fell back to 34 %; see {MEASURED_DOC}.")
+_PREFIX_MEASURED = (f"{_ARITHMETIC}): Prefix-RFT reached 57 % [25, 79] and GRPO 60 % [36, 78]: not resolved "
+                    "(difference +3 points [−32, +39]); each failed on one seed of three. SFT-then-GRPO fell to 19 % "
+                    "because its priming SFT on bare answers removed the worked format. Expect Prefix-RFT's gains where "
+                    f"demonstrations are long and the base model rarely succeeds; see {MEASURED_DOC}.")
 EVIDENCE: dict[str, str] = {
     "grpo_few": _GRPO_MEASURED,
     "grpo_unlabelled": _GRPO_MEASURED,
     "prefix_rft_few": _PREFIX_MEASURED,
     "prefix_rft": _PREFIX_MEASURED,
-    "dft": (f"{_ARITHMETIC}): DFT reached 47 % against 20 % for SFT after the same 30 steps (GRPO: 67 %); see "
-            f"{MEASURED_DOC}."),
-    "sft_short": (f"{_ARITHMETIC}, short numeric answers): SFT reached only 20 %, DFT 47 % and GRPO 67 %: when a "
-                  f"program can check the answers, try GRPO too; see {MEASURED_DOC}."),
+    "dft": (f"{_ARITHMETIC}): DFT reached 31 % [23, 39] and SFT 25 % [17, 33] after the same 20 steps, a gap the "
+            f"paired test does not resolve (GRPO: 60 %); see {MEASURED_DOC}."),
+    "sft_short": (f"{_ARITHMETIC}, short numeric answers): SFT stayed at 25 % (the base model's level) and DFT at "
+                  f"31 %, while GRPO reached 60 %: when a program can check the answers, try GRPO too; see {MEASURED_DOC}."),
 }
 ROOT = "preferences"
 

@@ -14,7 +14,8 @@ from typing import Any, Callable, Iterator, Sequence
 
 from app.engine.data import prompt_messages
 
-# Built-in rewards that check correctness: the first of these in a run's rewards defines `accuracy`.
+# Built-in rewards that check correctness: the first of these in a run's rewards defines `accuracy`; a run without
+# one has no accuracy.
 CORRECTNESS_REWARDS = ("numeric_answer", "exact_answer", "gsm8k_answer", "math_equivalence", "python_tests")
 
 
@@ -23,16 +24,21 @@ class EvalResult:
     """Scores of one model on held-out rows."""
 
     n: int
-    accuracy: float | None  # share of rows whose correctness reward reached its maximum (1.0)
+    accuracy: float | None  # `Accuracy.value`: share of scored rows whose correctness reward gave full marks
     reward: float | None  # mean weighted total of the rewards
     per_reward: dict[str, float | None]
     mean_length: float  # completion length in tokens
     seconds: float
     samples: list[dict[str, Any]] = field(default_factory=list)
+    n_scored: int = 0  # rows the correctness reward applied to (the accuracy's denominator)
+    n_correct: int = 0
+    outcomes: list[float | None] = field(default_factory=list)  # per row: 1.0 full marks, 0.0 not, None unscored
+    totals: list[float | None] = field(default_factory=list)  # per row: the weighted total reward
 
     def metrics(self, prefix: str = "eval/") -> dict[str, Any]:
         out: dict[str, Any] = {
             f"{prefix}accuracy": self.accuracy,
+            f"{prefix}n_scored": self.n_scored,
             f"{prefix}reward": self.reward,
             f"{prefix}mean_length": self.mean_length,
             f"{prefix}n": self.n,
@@ -71,6 +77,23 @@ def inference_mode(model: Any, unsloth: bool = False) -> Iterator[None]:
             model.train()
 
 
+class EvaluationStopped(Exception):
+    """Generation ended early because `should_stop()` turned true (a stop request during an evaluation)."""
+
+
+def _stop_criteria(should_stop: Callable[[], bool]) -> Any:
+    """A StoppingCriteriaList that ends `generate` at the next token once `should_stop()` is true: one batch of a
+    large model can take minutes, too long to wait for a stop request."""
+    import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class _StopRequested(StoppingCriteria):
+        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+            return torch.full((input_ids.shape[0],), bool(should_stop()), dtype=torch.bool, device=input_ids.device)
+
+    return StoppingCriteriaList([_StopRequested()])
+
+
 def generate_completions(
     model: Any,
     tokenizer: Any,
@@ -82,11 +105,13 @@ def generate_completions(
     num_return_sequences: int = 1,
     unsloth: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> tuple[list[str], list[int]]:
     """Generate one reply per prompt (greedy by default); returns texts and token counts.
 
     Prompts are chat messages (the chat template is applied) or plain strings (used as is).
-    With `num_return_sequences` > 1, replies of one prompt are consecutive.
+    With `num_return_sequences` > 1, replies of one prompt are consecutive. When `should_stop()` turns true
+    (checked between batches and at each generated token) generation ends and EvaluationStopped is raised.
     """
     tok = getattr(tokenizer, "tokenizer", tokenizer)
     texts = [
@@ -116,7 +141,13 @@ def generate_completions(
                     gen_kwargs.update(temperature=temperature, top_p=1.0, top_k=0)
                 else:
                     gen_kwargs.update(temperature=None, top_p=None, top_k=None)
+                if should_stop is not None:
+                    if should_stop():
+                        raise EvaluationStopped(f"stopped after {start} of {len(texts)} prompts")
+                    gen_kwargs["stopping_criteria"] = _stop_criteria(should_stop)
                 output = model.generate(**enc, **gen_kwargs)
+                if should_stop is not None and should_stop():  # the batch was cut short: its texts are partial
+                    raise EvaluationStopped(f"stopped after {start} of {len(texts)} prompts")
                 new_tokens = output[:, enc["input_ids"].shape[1] :]
                 for row in new_tokens:
                     ids = row.tolist()
@@ -133,12 +164,68 @@ def generate_completions(
     return out_texts, out_lengths
 
 
-def primary_reward_name(reward_names: Sequence[str], registry_names: Sequence[str | None]) -> str | None:
-    """The reward that defines accuracy: the first correctness built-in, else the first reward."""
+FULL_MARKS = 1.0 - 1e-9  # a correctness reward at its maximum (1.0), allowing for float noise
+
+
+@dataclass(frozen=True)
+class Accuracy:
+    """The one definition of accuracy: the share of scored rows whose correctness reward gives full marks.
+
+    Rows where the reward does not apply (it returned None, e.g. no reference answer) are left out of the share
+    and counted in `n_unscored`. `value` is None when no row was scored."""
+
+    value: float | None
+    n_correct: int
+    n_scored: int
+    n_unscored: int
+
+    def metrics(self, prefix: str = "eval/") -> dict[str, Any]:
+        return {f"{prefix}accuracy": self.value, f"{prefix}n_scored": self.n_scored,
+                f"{prefix}n_unscored": self.n_unscored}
+
+
+NO_ACCURACY = Accuracy(None, 0, 0, 0)
+
+
+def correctness_reward(reward_names: Sequence[str], registry_names: Sequence[str | None]) -> str | None:
+    """The reward that defines accuracy: the first built-in correctness reward (CORRECTNESS_REWARDS) among a run's
+    rewards, by its metric name. None when there is none: then there is no accuracy (a format or length reward is
+    never passed off as one), only the mean reward."""
     for label, reg in zip(reward_names, registry_names):
         if reg in CORRECTNESS_REWARDS:
             return label
-    return reward_names[0] if reward_names else None
+    return None
+
+
+def accuracy(scores: Sequence[float | None]) -> Accuracy:
+    """Accuracy of one correctness reward's scores (one per row; None or NaN: the reward does not apply).
+
+    >>> accuracy([1.0, 0.0, None, 1.0])
+    Accuracy(value=0.6666666666666666, n_correct=2, n_scored=3, n_unscored=1)
+    """
+    scored = [float(s) for s in scores if s is not None and not (isinstance(s, float) and math.isnan(s))]
+    correct = sum(1 for s in scored if s >= FULL_MARKS)
+    return Accuracy(correct / len(scored) if scored else None, correct, len(scored), len(scores) - len(scored))
+
+
+def outcomes(rows: Sequence[dict[str, Any]], reward: str | None) -> list[float | None]:
+    """Per scored row: 1.0 when the correctness reward gave full marks, 0.0 when not, None when it did not apply
+    (their mean over non-None rows is the accuracy; the seed bootstrap resamples them)."""
+    if reward is None:
+        return []
+    out: list[float | None] = []
+    for row in rows:
+        s = (row.get("scores") or {}).get(reward)
+        out.append(None if s is None or (isinstance(s, float) and math.isnan(s)) else float(s >= FULL_MARKS))
+    return out
+
+
+def table_accuracy(rows: Sequence[dict[str, Any]], reward: str | None) -> Accuracy:
+    """Accuracy of scored rows (`rewards.score` rows: each has a `scores` dict) by the correctness reward
+    `reward`; NO_ACCURACY when there is no such reward."""
+    if reward is None:
+        return NO_ACCURACY
+    return accuracy([(row.get("scores") or {}).get(reward) for row in rows])
 
 
 def evaluate(
@@ -153,14 +240,17 @@ def evaluate(
     batch_size: int = 64,
     unsloth: bool = False,
     keep_samples: int = 8,
+    should_stop: Callable[[], bool] | None = None,
 ) -> EvalResult:
-    """Greedy generation on held-out rows, scored with the run's rewards."""
+    """Greedy generation on held-out rows, scored with the run's rewards; `accuracy_reward` (from
+    `correctness_reward`) defines the accuracy, None means the run has none."""
     from rewards import score
 
     start = time.time()
     prompts = [prompt_messages(r, system_prompt) for r in rows]
     texts, lengths = generate_completions(
-        model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size, unsloth=unsloth
+        model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size, unsloth=unsloth,
+        should_stop=should_stop,  # raises EvaluationStopped
     )
     table_rows = [
         {**{k: v for k, v in r.items() if k not in ("prompt", "completion")}, "prompt": p, "completion": t}
@@ -170,22 +260,23 @@ def evaluate(
     names = [getattr(f, "__name__", str(f)) for f in reward_funcs]
     per_reward = {n: _mean([row["scores"].get(n) for row in table.rows]) for n in names}
     totals = [row.get("total") for row in table.rows]
-    accuracy = None
-    if accuracy_reward is not None:
-        hits = [row["scores"].get(accuracy_reward) for row in table.rows]
-        accuracy = sum(1 for h in hits if h is not None and h >= 1.0 - 1e-9) / max(len(hits), 1)
+    acc = table_accuracy(table.rows, accuracy_reward)
     samples = [
         {"prompt": _last_user(p), "completion": t, "scores": row["scores"], "total": row.get("total")}
         for p, t, row in list(zip(prompts, texts, table.rows))[:keep_samples]
     ]
     return EvalResult(
         n=len(rows),
-        accuracy=accuracy,
+        accuracy=acc.value,
         reward=_mean(totals),
         per_reward=per_reward,
         mean_length=sum(lengths) / max(len(lengths), 1),
         seconds=time.time() - start,
         samples=samples,
+        n_scored=acc.n_scored,
+        n_correct=acc.n_correct,
+        outcomes=outcomes(table.rows, accuracy_reward),
+        totals=totals,
     )
 
 

@@ -313,6 +313,46 @@ def health_alerts(records: Iterable[dict[str, Any]], spec: Any = None,
     return sorted(alerts, key=lambda a: order.get(a.level, len(LEVELS)))
 
 
+def alert_line(alert: Alert) -> str:
+    """One line for a terminal: level, step, title and what to do."""
+    at = f" at step {alert.step}" if alert.step is not None else ""
+    return f"[health] {alert.level}{at}: {alert.title}. {' '.join(alert.detail.split())}"
+
+
+class AlertWatcher:
+    """Follows a run folder's metrics.jsonl and samples.jsonl as they grow; `poll()` returns the alerts that fire
+    for the first time (one per key and title), so a CLI can print each once, as the app shows them."""
+
+    SAMPLE_RECORDS_KEPT = 4096  # the sample checks look at the last few steps only
+
+    def __init__(self, run_dir: Any, spec: Any = None):
+        from pathlib import Path
+
+        self.run_dir = Path(run_dir)
+        self.spec = spec
+        self.records: list[dict[str, Any]] = []
+        self.samples: list[dict[str, Any]] = []
+        self._offsets = {"metrics.jsonl": 0, "samples.jsonl": 0}
+        self.seen: set[tuple[str, str]] = set()
+
+    def _read(self, name: str) -> list[dict[str, Any]]:
+        from app.engine.runs import read_jsonl
+
+        new, self._offsets[name] = read_jsonl(self.run_dir / name, self._offsets[name])
+        return new
+
+    def poll(self) -> list[Alert]:
+        self.records += self._read("metrics.jsonl")
+        self.samples = (self.samples + self._read("samples.jsonl"))[-self.SAMPLE_RECORDS_KEPT:]
+        fresh = []
+        for alert in health_alerts(self.records, self.spec, samples=self.samples):
+            key = (alert.key, alert.title)
+            if key not in self.seen:
+                self.seen.add(key)
+                fresh.append(alert)
+        return fresh
+
+
 def summarize(alerts: Sequence[Alert]) -> str:
     """One line: 'healthy' or the count per level."""
     if not alerts:
@@ -321,4 +361,4 @@ def summarize(alerts: Sequence[Alert]) -> str:
     return ", ".join(f"{n} {level}{'s' if n > 1 else ''}" for level, n in counts.items() if n)
 
 
-__all__ = ["Alert", "health_alerts", "summarize", "correctness_reward", "LEVELS"]
+__all__ = ["Alert", "AlertWatcher", "alert_line", "health_alerts", "summarize", "correctness_reward", "LEVELS"]

@@ -34,6 +34,8 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from app.engine import runs
+from app.engine.stats import (ArmSummary, bootstrap_difference, intervals_overlap, kept_step_seconds, parse_seeds,
+                               resolvable_difference, summarize_arm)
 from app.engine.spec import RunSpec, SpecError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -70,8 +72,9 @@ class CompareConfig:
     task: str = "arithmetic"  # 'arithmetic' (built-in, CPU) or 'gsm8k' (a GPU-sized task)
     model: str = "default"
     steps: int = 40  # optimizer steps per method (SFT→GRPO: SFT steps + GRPO steps)
-    seed: int = 42
-    eval_size: int = 64  # held-out rows, the same for every method
+    seed: int = 42  # the seed of a single-seed comparison (when `seeds` is empty)
+    seeds: list[int] = field(default_factory=list)  # every method runs once per seed; the held-out rows stay the same
+    eval_size: int = 128  # held-out rows, the same for every method and seed
     eval_every: int = 10  # held-out greedy evaluation every N steps (plus step 0 and the end)
     sft_steps: int | None = None  # SFT→GRPO: steps of the priming SFT (None: a quarter of the budget)
     avg_k: int = 0  # >0: after training, sample k replies per held-out prompt (avg@k and pass@k)
@@ -103,6 +106,19 @@ class CompareConfig:
             raise CompareConfigError("eval_every and avg_k must be ≥ 0")
         if self.threads is not None and self.threads < 1:
             raise CompareConfigError(f"threads must be at least 1, got {self.threads}")
+        try:
+            parse_seeds(list(self.seeds) or [self.seed])
+        except ValueError as exc:
+            raise CompareConfigError(str(exc)) from None
+
+    @property
+    def run_seeds(self) -> list[int]:
+        """The seeds every method runs with (training, sampling and data order; the held-out rows do not move)."""
+        return list(self.seeds) if self.seeds else [self.seed]
+
+    @property
+    def multi_seed(self) -> bool:
+        return len(self.run_seeds) > 1
 
     @property
     def priming_steps(self) -> int:
@@ -172,9 +188,9 @@ def _recipe(config: CompareConfig, method: str) -> RunSpec:
     return RunSpec.load(path)
 
 
-def _shared(config: CompareConfig, steps: int, task_overrides: Sequence[str]) -> list[str]:
+def _shared(config: CompareConfig, steps: int, task_overrides: Sequence[str], seed: int) -> list[str]:
     return [
-        f"model={json.dumps(config.model)}", f"seed={config.seed}", f"backend={config.backend}",
+        f"model={json.dumps(config.model)}", f"seed={seed}", f"backend={config.backend}",
         f"training.max_steps={steps}", f"data.eval_size={config.eval_size}",
         f"logging.eval_every={config.eval_every}", "logging.eval_at_start=true", "logging.eval_at_end=true",
         *task_overrides, *config.overrides,
@@ -182,28 +198,32 @@ def _shared(config: CompareConfig, steps: int, task_overrides: Sequence[str]) ->
 
 
 def build_stages(config: CompareConfig, method: str, task_overrides: Sequence[str] = (),
-                 label: str | None = None) -> list[Stage]:
-    """The runs of one compared method, from the recipes with the shared settings written over them."""
+                 label: str | None = None, seed: int | None = None) -> list[Stage]:
+    """The runs of one compared method with one seed (default: the first), from the recipes with the shared
+    settings written over them."""
     tag = label or "cmp"
+    seed = config.run_seeds[0] if seed is None else seed
+    suffix = f"-s{seed}" if config.multi_seed else ""
     if method != "sft_grpo":
-        spec = _recipe(config, method).with_overrides(_shared(config, config.steps, task_overrides))
-        spec.name = f"{tag}-{method}"
+        spec = _recipe(config, method).with_overrides(_shared(config, config.steps, task_overrides, seed))
+        spec.name = f"{tag}-{method}{suffix}"
         return [Stage(spec)]
     k = config.priming_steps
-    sft = _recipe(config, "sft").with_overrides(_shared(config, k, task_overrides))
-    sft.name = f"{tag}-sft_grpo-1sft"
-    grpo = _recipe(config, "grpo").with_overrides(_shared(config, config.steps - k, task_overrides))
-    grpo.name = f"{tag}-sft_grpo-2grpo"
+    sft = _recipe(config, "sft").with_overrides(_shared(config, k, task_overrides, seed))
+    sft.name = f"{tag}-sft_grpo-1sft{suffix}"
+    grpo = _recipe(config, "grpo").with_overrides(_shared(config, config.steps - k, task_overrides, seed))
+    grpo.name = f"{tag}-sft_grpo-2grpo{suffix}"
     # The GRPO stage starts where the SFT stage ended: its step 0 is the SFT run's last evaluation, so skip it.
     grpo.logging.eval_at_start = False
     return [Stage(sft), Stage(grpo, step_offset=k, init_from_previous=True)]
 
 
-def build_plan(config: CompareConfig, task_overrides: Sequence[str] = (), label: str | None = None
-               ) -> dict[str, list[Stage]]:
-    """Every method's stages, validated without loading models (the SFT→GRPO adapter does not exist yet)."""
+def build_plan(config: CompareConfig, task_overrides: Sequence[str] = (), label: str | None = None,
+               seed: int | None = None) -> dict[str, list[Stage]]:
+    """Every method's stages for one seed (default: the first), validated without loading models (the SFT→GRPO
+    adapter does not exist yet)."""
     config.validate()
-    plan = {m: build_stages(config, m, task_overrides, label) for m in config.methods}
+    plan = {m: build_stages(config, m, task_overrides, label, seed) for m in config.methods}
     for method, stages in plan.items():
         for stage in stages:
             probe = stage.spec
@@ -282,12 +302,18 @@ def start_comparison_process(config: CompareConfig, folder: Path, runs_dir: Path
     if not (folder / COMPARISON_FILE).exists():  # listed and readable at once, before the child has imported torch
         _write_state(folder, {"config": config.to_dict(), "state": "queued", "pid": proc.pid,
                               "pid_started_at": runs.process_start_time(proc.pid), "current": None, "runs_dir": str(runs_dir),
-                              "methods": [{"key": m, "label": METHOD_LABELS[m], "state": "queued", "runs": []}
-                                          for m in config.methods]})
+                              "methods": initial_entries(config)})
     return proc
 
 
 _CHILDREN: list[subprocess.Popen] = []
+
+
+def initial_entries(config: CompareConfig) -> list[dict[str, Any]]:
+    """One entry per (seed, method), seed by seed: after the first seed every method has a result, and machine
+    load drifting over the hours spreads over all methods alike."""
+    return [{"key": m, "label": METHOD_LABELS[m], "seed": seed, "state": "queued", "runs": [], "error": None}
+            for seed in config.run_seeds for m in config.methods]
 
 
 def reap() -> None:
@@ -330,8 +356,7 @@ def run_comparison(
     state: dict[str, Any] = {
         "config": config.to_dict(), "state": "running", "started_at": time.time(), "pid": os.getpid(),
         "pid_started_at": runs.process_start_time(os.getpid()), "runs_dir": str(runs_dir), "current": None,
-        "methods": [{"key": m, "label": METHOD_LABELS[m], "state": "queued", "runs": [], "error": None}
-                    for m in config.methods],
+        "methods": initial_entries(config),
     }
     _write_state(folder, state)
     signalled: list[str] = []
@@ -352,7 +377,8 @@ def run_comparison(
         pass
     try:
         try:
-            plan = build_plan(config, prepare_task_data(config, folder))
+            task_overrides = prepare_task_data(config, folder)
+            plans = {seed: build_plan(config, task_overrides, seed=seed) for seed in config.run_seeds}
         except (CompareConfigError, SpecError) as exc:
             state.update(state="failed", error=str(exc), ended_at=time.time())
             _write_state(folder, state)
@@ -362,10 +388,13 @@ def run_comparison(
                 entry["state"] = "cancelled"
                 continue
             state["current"] = entry["key"]
+            state["current_index"] = i
             entry.update(state="running", started_at=time.time())
             _write_state(folder, state)
-            say(f"[{i + 1}/{len(state['methods'])}] {entry['label']}: starting")
-            _run_method(entry, plan[entry["key"]], folder, runs_dir, state, launcher, say, poll_seconds)
+            seed = entry.get("seed", config.run_seeds[0])
+            say(f"[{i + 1}/{len(state['methods'])}] {entry['label']}"
+                f"{f' (seed {seed})' if config.multi_seed else ''}: starting")
+            _run_method(entry, plans[seed][entry["key"]], folder, runs_dir, state, launcher, say, poll_seconds)
             entry["ended_at"] = time.time()
             if entry["state"] == "finished" and config.avg_k > 0:
                 _sampled_eval(entry, config, say)
@@ -463,7 +492,8 @@ def _sampled_eval(entry: dict[str, Any], config: CompareConfig, say: ProgressFn)
     last = Path(entry["runs"][-1]["run_dir"])
     say(f"  {entry['label']}: sampling {config.avg_k} replies per held-out prompt (avg@{config.avg_k})")
     try:
-        entry["sampled"] = sampled_eval(last, config.avg_k, config.avg_temperature, seed=config.seed)
+        entry["sampled"] = sampled_eval(last, config.avg_k, config.avg_temperature,
+                                        seed=entry.get("seed", config.run_seeds[0]))
     except Exception as exc:  # the trained run stands; only this extra score is missing
         entry["sampled"] = {"error": f"{type(exc).__name__}: {exc}"}
 
@@ -475,14 +505,14 @@ def sampled_eval(run_dir: Path | str, k: int, temperature: float = 1.0, seed: in
 
     from app.engine import compare
     from app.engine.data import load_data, prompt_messages
-    from app.engine.evaluate import generate_completions, primary_reward_name
+    from app.engine.evaluate import correctness_reward, generate_completions, table_accuracy
     from rewards import score
 
     run_dir = Path(run_dir)
     spec = RunSpec.load(run_dir / "spec.yaml")
     rows = load_data(spec.data).eval
     funcs, weights, registry = compare.build_reward_funcs(spec.rewards)
-    accuracy_reward = primary_reward_name([f.__name__ for f in funcs], registry)
+    accuracy_reward = correctness_reward([f.__name__ for f in funcs], registry)
     model, tokenizer = compare.load_model(compare.ModelRef(run_dir.name, spec.model, str(run_dir / "adapter")))
     if torch.cuda.is_available():
         model.to("cuda")
@@ -501,13 +531,14 @@ def sampled_eval(run_dir: Path | str, k: int, temperature: float = 1.0, seed: in
             table_rows.append({**{c: v for c, v in row.items() if c not in ("prompt", "completion")},
                                "prompt": prompts[i], "completion": texts[i * k + j]})
     table = score(table_rows, list(zip(funcs, weights)))
-    hits = [1.0 if (r["scores"].get(accuracy_reward) or 0.0) >= 1.0 - 1e-9 else 0.0 for r in table.rows]
-    per_prompt = [hits[i * k:(i + 1) * k] for i in range(len(rows))]
+    # avg@k is the one accuracy over all k·n sampled replies; pass@k counts prompts the reward applies to.
+    per_prompt = [table_accuracy(table.rows[i * k:(i + 1) * k], accuracy_reward) for i in range(len(rows))]
+    scored = [p for p in per_prompt if p.n_scored]
     totals = [r.get("total") for r in table.rows if r.get("total") is not None]
     return {
         "k": k, "temperature": temperature, "n": len(rows),
-        "avg_at_k": sum(sum(p) / k for p in per_prompt) / max(len(rows), 1),
-        "pass_at_k": sum(1.0 for p in per_prompt if any(p)) / max(len(rows), 1),
+        "avg_at_k": table_accuracy(table.rows, accuracy_reward).value,
+        "pass_at_k": sum(1.0 for p in scored if p.n_correct) / len(scored) if scored else None,
         "mean_reward": sum(totals) / len(totals) if totals else None,
         "seconds": round(time.time() - start, 1),
     }
@@ -525,7 +556,7 @@ class MethodResult:
     steps: int  # optimizer steps done (all stages)
     max_steps: int
     wall_seconds: float | None  # from the first stage's start to the last one's end (model loads and evals included)
-    train_seconds: float | None  # sum of the logged step times
+    train_seconds: float | None  # optimizer-step time of the steps kept (evaluations, loads and saves excluded)
     curve: list[tuple[int, float | None, float | None]]  # (step, held-out accuracy, held-out mean reward)
     base_accuracy: float | None
     final_accuracy: float | None
@@ -533,6 +564,43 @@ class MethodResult:
     best_accuracy: float | None
     sampled: dict[str, Any] | None
     error: str | None
+    seed: int | None = None
+    outcomes: dict[int, list[float | None]] = field(default_factory=dict)  # step → per held-out row outcome
+
+    @property
+    def final_outcomes(self) -> list[float | None] | None:
+        """Per-row outcomes of the final evaluation (what intervals resample), when the run recorded them."""
+        if self.final_accuracy is None or not self.curve:
+            return None
+        return self.outcomes.get(self.curve[-1][0])
+
+
+@dataclass
+class ArmResult:
+    """One method over all its seeds."""
+
+    key: str
+    label: str
+    runs: list[MethodResult]  # one per seed, in seed order
+    final: ArmSummary  # final greedy held-out accuracy over the seeds that finished
+    best: ArmSummary  # best periodic evaluation per seed
+    base_accuracy: float | None
+    train_seconds: float | None  # mean over seeds
+    wall_seconds: float | None  # mean over seeds
+    curve: list[tuple[int, float | None, float | None, float | None, int]]  # (step, mean, ci low, ci high, seeds)
+    sampled: ArmSummary | None  # avg@k over seeds
+
+    @property
+    def seeds(self) -> list[int | None]:
+        return [m.seed for m in self.runs]
+
+    @property
+    def state(self) -> str:
+        states = [m.state for m in self.runs]
+        if len(set(states)) == 1:
+            return states[0]
+        done = sum(s == "finished" for s in states)
+        return f"{done}/{len(states)} finished"
 
 
 @dataclass
@@ -545,8 +613,14 @@ class ComparisonResult:
     methods: list[MethodResult]
     current: str | None
     error: str | None = None
+    current_index: int | None = None  # the entry (method, seed) running now
     started_at: float | None = None
     ended_at: float | None = None
+
+    @property
+    def arms(self) -> list[ArmResult]:
+        """The methods aggregated over seeds (one arm per method, in the config's order)."""
+        return aggregate_arms(self.methods)
 
 
 def read_method(entry: dict[str, Any]) -> MethodResult:
@@ -557,16 +631,19 @@ def read_method(entry: dict[str, Any]) -> MethodResult:
     starts, ends = [], []
     error = entry.get("error")
     state = entry.get("state", "queued")
+    outcomes: dict[int, list[float | None]] = {}
     for run in entry.get("runs", []):
         run_dir = Path(run["run_dir"])
         offset = int(run.get("step_offset") or 0)
         status = runs.read_status(run_dir)
         records, _ = runs.read_jsonl(run_dir / "metrics.jsonl")
+        for line in runs.read_jsonl(run_dir / runs.EVALS_FILE)[0]:
+            if isinstance(line.get("correct"), list) and line["correct"]:
+                outcomes[offset + int(line.get("step") or 0)] = line["correct"]
         for r in records:
             if "eval/accuracy" in r or "eval/reward" in r:
                 curve[offset + int(r.get("step") or 0)] = (_num(r.get("eval/accuracy")), _num(r.get("eval/reward")))
-            elif _num(r.get("step_time")) is not None:
-                train_seconds += float(r["step_time"])
+        train_seconds += kept_step_seconds(records)
         steps = offset + int(status.get("step") or 0) if status.get("step") is not None else max(steps, offset)
         max_steps = offset + int(run.get("max_steps") or 0)
         if status.get("started_at") is not None:
@@ -590,7 +667,48 @@ def read_method(entry: dict[str, Any]) -> MethodResult:
         base_accuracy=points[0][1] if points and points[0][0] == 0 else None,
         final_accuracy=final[1] if final else None, final_reward=final[2] if final else None,
         best_accuracy=max(accs) if accs else None, sampled=entry.get("sampled"), error=error,
+        seed=entry.get("seed"), outcomes=outcomes,
     )
+
+
+def aggregate_arms(methods: Sequence[MethodResult]) -> list[ArmResult]:
+    """Group per-seed results by method and summarise each over its seeds: mean, sd, min/max and a 95 % interval
+    (bootstrap over seeds × held-out rows where the runs recorded per-row outcomes)."""
+    by_key: dict[str, list[MethodResult]] = {}
+    for m in methods:
+        by_key.setdefault(m.key, []).append(m)
+    arms = []
+    for key, group in by_key.items():
+        finished = [m for m in group if m.final_accuracy is not None]
+        final = summarize_arm({_seed_key(m): m.final_accuracy for m in finished},
+                              {_seed_key(m): m.final_outcomes for m in finished if m.final_outcomes})
+        best = summarize_arm({_seed_key(m): m.best_accuracy for m in finished if m.best_accuracy is not None})
+        sampled_values = {_seed_key(m): (m.sampled or {}).get("avg_at_k") for m in finished
+                          if (m.sampled or {}).get("avg_at_k") is not None}
+        steps = sorted({s for m in group for s, _a, _r in m.curve})
+        curve = []
+        for step in steps:
+            at = {_seed_key(m): a for m in group for s, a, _r in m.curve if s == step and a is not None}
+            if not at:
+                continue
+            summary = summarize_arm(at, {_seed_key(m): m.outcomes[step] for m in group if step in m.outcomes
+                                         and _seed_key(m) in at}, samples=500)
+            curve.append((step, summary.mean, summary.ci_low, summary.ci_high, summary.n_seeds))
+        bases = [m.base_accuracy for m in group if m.base_accuracy is not None]
+        trains = [m.train_seconds for m in group if m.train_seconds is not None]
+        walls = [m.wall_seconds for m in finished if m.wall_seconds is not None]
+        arms.append(ArmResult(
+            key=key, label=group[0].label, runs=group, final=final, best=best,
+            base_accuracy=sum(bases) / len(bases) if bases else None,
+            train_seconds=sum(trains) / len(trains) if trains else None,
+            wall_seconds=sum(walls) / len(walls) if walls else None, curve=curve,
+            sampled=summarize_arm(sampled_values) if sampled_values else None,
+        ))
+    return arms
+
+
+def _seed_key(m: MethodResult) -> str:
+    return str(m.seed) if m.seed is not None else m.run_dirs[-1] if m.run_dirs else m.key
 
 
 def _num(value: Any) -> float | None:
@@ -609,8 +727,54 @@ def read_comparison(folder: Path | str) -> ComparisonResult:
     return ComparisonResult(
         folder=folder, state=state.get("state", "unknown"), config=config,
         methods=[read_method(e) for e in state.get("methods", [])], current=state.get("current"),
+        current_index=state.get("current_index"),
         error=state.get("error"), started_at=state.get("started_at"), ended_at=state.get("ended_at"),
     )
+
+
+MERGE_KEYS = ("task", "model", "steps", "eval_size", "eval_every", "sft_steps", "avg_k", "avg_temperature", "backend",
+              "data_source", "overrides")
+
+
+def merge_comparisons(folders: Sequence[Path | str], out: Path | str) -> Path:
+    """One comparison folder from several finished ones that ran different methods (or seeds) with the same
+    settings — e.g. two processes side by side on a multi-core machine, one thread each. The merged folder names
+    the same run folders; nothing is copied or retrained. Raises CompareConfigError when the settings differ."""
+    states = [read_state(f) for f in folders]
+    if len(states) < 2 or not all(states):
+        raise CompareConfigError("give at least two comparison folders that hold a comparison.json")
+    configs = [CompareConfig.from_dict(st.get("config") or {}) for st in states]
+    for key in MERGE_KEYS:
+        values = {json.dumps(getattr(c, key), sort_keys=True, default=str) for c in configs}
+        if len(values) > 1:
+            raise CompareConfigError(f"the comparisons differ in {key} ({', '.join(sorted(values))}): not comparable")
+    active = [str(f) for f, st in zip(folders, states) if st.get("state") in ACTIVE]
+    if active:
+        raise CompareConfigError(f"comparison {active[0]} is still running: merge it when it has ended")
+    entries = [e for st in states for e in st.get("methods", [])]
+    seen = set()
+    for e in entries:
+        tag = (e["key"], e.get("seed"))
+        if tag in seen:
+            raise CompareConfigError(f"{METHOD_LABELS.get(e['key'], e['key'])} with seed {e.get('seed')} is in two "
+                                     "of the comparisons")
+        seen.add(tag)
+    seeds = sorted({s for c in configs for s in c.run_seeds}, key=[s for c in configs for s in c.run_seeds].index)
+    methods = [m for m in METHOD_KEYS if any(e["key"] == m for e in entries)]
+    order = {(m, s): i for i, (s, m) in enumerate((s, m) for s in seeds for m in methods)}
+    entries.sort(key=lambda e: order.get((e["key"], e.get("seed", seeds[0])), len(order)))
+    config = configs[0]
+    config.methods, config.seeds = methods, seeds if len(seeds) > 1 else []
+    config.seed = seeds[0]
+    merged_state = "finished" if all(st.get("state") == "finished" for st in states) else "stopped"
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    _write_state(out, {"config": config.to_dict(), "state": merged_state, "methods": entries, "current": None,
+                       "merged_from": [str(f) for f in folders],
+                       "started_at": min(st.get("started_at") or time.time() for st in states),
+                       "ended_at": max(st.get("ended_at") or 0 for st in states) or None})
+    write_table(out)
+    return out
 
 
 def list_comparisons(data_dir: Path | str) -> list[Path]:
@@ -643,6 +807,8 @@ def cli_command(config: CompareConfig, folder: Path | str | None = None) -> str:
     parts = ["python -m app.compare_methods"]
     if config.methods != default.methods:
         parts.append(f"--methods {','.join(config.methods)}")
+    if config.seeds:
+        parts.append(f"--seeds {','.join(map(str, config.seeds))}")
     for flag, name in (("--task", "task"), ("--model", "model"), ("--steps", "steps"), ("--sft-steps", "sft_steps"),
                        ("--seed", "seed"), ("--eval-size", "eval_size"), ("--eval-every", "eval_every"),
                        ("--avg-k", "avg_k"), ("--temperature", "avg_temperature"), ("--backend", "backend"),
@@ -661,14 +827,22 @@ def status_line(result: ComparisonResult) -> str:
     """One sentence: where the comparison stands."""
     done = sum(m.state in ("finished", "failed", "stopped", "cancelled") for m in result.methods)
     n = len(result.methods)
+    seeds = result.config.run_seeds
+    noun = f"runs ({len(seeds)} seeds × {len(result.config.methods)} methods)" if len(seeds) > 1 else "methods"
     if result.state == "queued":
         return "Starting: the comparison process is loading."
     if result.state == "running":
-        current = next((m for m in result.methods if m.key == result.current), None)
-        where = f"{current.label} at step {current.steps}/{current.max_steps or result.config.steps}" if current else ""
-        return f"Running: {done} of {n} methods done; {where}."
-    failed = [m.label for m in result.methods if m.state == "failed"]
-    text = {"finished": f"Finished: {n} methods", "stopped": f"Stopped after {done} of {n} methods",
+        current = None
+        if result.current_index is not None and result.current_index < n:
+            current = result.methods[result.current_index]
+        if current is None:
+            current = next((m for m in result.methods if m.key == result.current), None)
+        seed = f" (seed {current.seed})" if current and len(seeds) > 1 else ""
+        where = (f"{current.label}{seed} at step {current.steps}/{current.max_steps or result.config.steps}"
+                 if current else "")
+        return f"Running: {done} of {n} {noun} done; {where}."
+    failed = sorted({m.label for m in result.methods if m.state == "failed"}, key=[m.label for m in result.methods].index)
+    text = {"finished": f"Finished: {n} {noun}", "stopped": f"Stopped after {done} of {n} {noun}",
             "failed": "The comparison process failed"}.get(result.state, result.state)
     if result.error:
         text += f" ({result.error})"
@@ -690,11 +864,22 @@ def _secs(value: float | None) -> str:
 
 
 def results_table(result: ComparisonResult, drop_empty_note: bool = False) -> tuple[list[str], list[list[Any]]]:
-    """(headers, rows): one row per method, the final held-out scores after the same step budget (the note column
-    holds errors; `drop_empty_note` leaves it out when no method has one)."""
+    """(headers, rows): one row per method with its final held-out scores after the same step budget — over the
+    seeds (mean, 95 % interval, sd, min–max) when the comparison ran several, else the single run, labelled as
+    such (the note column holds errors; `drop_empty_note` leaves it out when no method has one)."""
+    if result.config.multi_seed:
+        return arms_table(result, drop_empty_note)
+    return runs_table(result, drop_empty_note)
+
+
+def runs_table(result: ComparisonResult, drop_empty_note: bool = False) -> tuple[list[str], list[list[Any]]]:
+    """(headers, rows): one row per run (method × seed), final held-out scores of that run alone."""
     k = result.config.avg_k
-    headers = ["method", "state", "steps", "wall time", "train time", "held-out accuracy (greedy)",
-               "held-out mean reward", "best accuracy (step)", "base accuracy"]
+    multi = result.config.multi_seed
+    accuracy = "held-out accuracy (greedy)" if multi else "held-out accuracy (greedy, single seed)"
+    headers = ["method"] + (["seed"] if multi else []) + [
+        "state", "steps", "wall time", "train time", accuracy, "held-out mean reward", "best accuracy (step)",
+        "base accuracy", "95 % interval (held-out rows)"]
     if k:
         headers += [f"avg@{k}", f"pass@{k}"]
     headers += ["run folder(s)", "note"]
@@ -704,32 +889,125 @@ def results_table(result: ComparisonResult, drop_empty_note: bool = False) -> tu
         if m.best_accuracy is not None:
             best_step = next(s for s, a, _ in m.curve if a == m.best_accuracy)
             best = f"{m.best_accuracy:.1%} ({best_step})"
-        row: list[Any] = [m.label, m.state, f"{m.steps}/{m.max_steps}" if m.max_steps else str(m.steps),
-                          _secs(m.wall_seconds), _secs(m.train_seconds), _pct(m.final_accuracy),
-                          "–" if m.final_reward is None else f"{m.final_reward:.3f}", best or "–",
-                          _pct(m.base_accuracy)]
+        interval = "–"
+        if m.final_outcomes:
+            one = summarize_arm({"run": m.final_accuracy}, {"run": m.final_outcomes})
+            if one.ci_low is not None:
+                interval = f"[{one.ci_low:.1%}, {one.ci_high:.1%}]"
+        row: list[Any] = [m.label] + ([m.seed] if multi else []) + [
+            m.state, f"{m.steps}/{m.max_steps}" if m.max_steps else str(m.steps), _secs(m.wall_seconds),
+            _secs(m.train_seconds), _pct(m.final_accuracy), "–" if m.final_reward is None else f"{m.final_reward:.3f}",
+            best or "–", _pct(m.base_accuracy), interval]
         if k:
             sampled = m.sampled or {}
             row += [_pct(sampled.get("avg_at_k")), _pct(sampled.get("pass_at_k"))]
         note = m.error or (m.sampled or {}).get("error") or ""
         row += [", ".join(Path(d).name for d in m.run_dirs), note]
         rows.append(row)
+    return _drop_note(headers, rows, drop_empty_note)
+
+
+def arms_table(result: ComparisonResult, drop_empty_note: bool = False) -> tuple[list[str], list[list[Any]]]:
+    """(headers, rows): one row per method over its seeds."""
+    k = result.config.avg_k
+    headers = ["method", "state", "seeds", "held-out accuracy (greedy): mean [95 % CI]", "sd", "min–max",
+               "best accuracy (mean)", "base accuracy", "train time (mean)", "wall time (mean)"]
+    if k:
+        headers += [f"avg@{k} (mean)"]
+    headers += ["note"]
+    rows = []
+    for arm in result.arms:
+        f = arm.final
+        interval = "–" if f.mean is None else f"{f.mean:.1%}" + (
+            f" [{f.ci_low:.1%}, {f.ci_high:.1%}]" if f.ci_low is not None else "")
+        if f.single_seed:
+            interval += " (single seed)"
+        row: list[Any] = [arm.label, arm.state, f"{f.n_seeds}/{len(arm.runs)}", interval,
+                          "–" if f.std is None else f"{100 * f.std:.1f} pts",
+                          "–" if f.min is None else f"{f.min:.1%}–{f.max:.1%}", _pct(arm.best.mean),
+                          _pct(arm.base_accuracy), _secs(arm.train_seconds), _secs(arm.wall_seconds)]
+        if k:
+            row += [_pct(arm.sampled.mean if arm.sampled else None)]
+        notes = sorted({m.error for m in arm.runs if m.error})
+        row += ["; ".join(f"seed {m.seed}: {m.error}" for m in arm.runs if m.error) if notes else ""]
+        rows.append(row)
+    return _drop_note(headers, rows, drop_empty_note)
+
+
+def _drop_note(headers: list[str], rows: list[list[Any]], drop_empty_note: bool) -> tuple[list[str], list[list[Any]]]:
     if drop_empty_note and not any(r[-1] for r in rows):
         return headers[:-1], [r[:-1] for r in rows]
     return headers, rows
 
 
-def markdown_table(result: ComparisonResult) -> str:
-    """The results table as Markdown (what the CLI prints and table.md holds)."""
-    headers, rows = results_table(result, drop_empty_note=True)
+def differences_table(result: ComparisonResult) -> tuple[list[str], list[list[Any]]]:
+    """(headers, rows): each pair of methods, the difference of their mean final accuracy with a paired 95 %
+    bootstrap interval (seeds resampled per method, held-out rows jointly), and whether the data order them."""
+    arms = [a for a in result.arms if a.final.mean is not None]
+    headers = ["A", "B", "A − B (points)", "95 % interval", "intervals of A and B", "verdict"]
+    rows = []
+    for i, a in enumerate(arms):
+        for b in arms[i + 1:]:
+            diff = bootstrap_difference([m.final_outcomes for m in a.runs if m.final_outcomes],
+                                        [m.final_outcomes for m in b.runs if m.final_outcomes])
+            overlap = "overlap" if intervals_overlap(a.final, b.final) else "apart"
+            if diff is None:
+                point = 100 * (a.final.mean - b.final.mean)  # type: ignore[operator]
+                rows.append([a.label, b.label, f"{point:+.1f}", "–", overlap, "no per-row outcomes to test"])
+                continue
+            point, lo, hi = diff
+            verdict = (f"{a.label} better" if lo > 0 else f"{b.label} better" if hi < 0 else
+                       "not resolved (the interval includes 0)")
+            rows.append([a.label, b.label, f"{100 * point:+.1f}", f"[{100 * lo:+.1f}, {100 * hi:+.1f}]", overlap,
+                         verdict])
+    return headers, rows
+
+
+def resolution_sentence(result: ComparisonResult) -> str:
+    """The smallest difference in accuracy the setup resolves, in one sentence."""
+    c = result.config
+    sds = sorted(a.final.std for a in result.arms if a.final.std is not None)
+    seed_sd = sds[len(sds) // 2] if sds else 0.0
+    n = len(c.run_seeds)
+    mde = resolvable_difference(c.eval_size, n, seed_sd=seed_sd)
+    spread = f" and a between-seed sd of {100 * seed_sd:.1f} points (median over methods)" if sds else ""
+    return (f"With {c.eval_size} held-out rows, {n} seed{'s' if n > 1 else ''}{spread}, two methods whose accuracies "
+            f"differ by less than about {100 * mde:.0f} points cannot be told apart (95 %, unpaired, conservative); "
+            "the paired intervals above are the direct test.")
+
+
+def _markdown(headers: list[str], rows: list[list[Any]]) -> str:
     esc = lambda v: str(v).replace("|", "\\|").replace("\n", " ")  # noqa: E731
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(esc(v) for v in r) + " |" for r in rows]
     return "\n".join(lines)
 
 
+def markdown_table(result: ComparisonResult) -> str:
+    """The results table as Markdown (what the CLI prints and table.md holds)."""
+    return _markdown(*results_table(result, drop_empty_note=True))
+
+
 def curves_markdown(result: ComparisonResult) -> str:
-    """The held-out curves as a Markdown table: accuracy (mean reward) at each evaluated step, per method."""
+    """The held-out curves as a Markdown table: accuracy (mean reward) at each evaluated step, per method; over
+    several seeds the mean accuracy and its 95 % interval."""
+    if result.config.multi_seed:
+        arms = result.arms
+        steps = sorted({p[0] for a in arms for p in a.curve})
+        if not steps:
+            return ""
+        lines = ["| step | " + " | ".join(a.label for a in arms) + " |", "|" + "---|" * (len(arms) + 1)]
+        for step in steps:
+            cells = []
+            for a in arms:
+                point = next((p for p in a.curve if p[0] == step), None)
+                if point is None or point[1] is None:
+                    cells.append("")
+                else:
+                    band = f" [{point[2]:.0%}, {point[3]:.0%}]" if point[2] is not None else ""
+                    cells.append(f"{point[1]:.1%}{band}")
+            lines.append(f"| {step} | " + " | ".join(cells) + " |")
+        return "\n".join(lines)
     steps = sorted({s for m in result.methods for s, _a, _r in m.curve})
     if not steps:
         return ""
@@ -747,13 +1025,25 @@ def write_table(folder: Path | str) -> str:
     """Rewrite FOLDER/table.md from the folder's current state; returns the Markdown."""
     result = read_comparison(folder)
     c = result.config
-    header = (f"Method comparison on `{c.task}`, model `{c.model}`, {c.steps} optimizer steps per method, seed "
-              f"{c.seed}, {c.eval_size} held-out rows (greedy, evaluated every {c.eval_every or 'end'} steps); "
+    seeds = c.run_seeds
+    seed_text = f"seeds {', '.join(map(str, seeds))}" if len(seeds) > 1 else f"seed {seeds[0]} (single seed)"
+    header = (f"Method comparison on `{c.task}`, model `{c.model}`, {c.steps} optimizer steps per method, "
+              f"{seed_text}, {c.eval_size} held-out rows (greedy, evaluated every {c.eval_every or 'end'} steps); "
               f"state: {result.state}.\n\n")
     text = header + markdown_table(result) + "\n"
+    if c.multi_seed:
+        d_headers, d_rows = differences_table(result)
+        if d_rows:
+            text += "\nPairwise differences of the final accuracy (paired bootstrap over seeds × held-out rows):\n\n"
+            text += _markdown(d_headers, d_rows) + "\n"
+        text += "\n" + resolution_sentence(result) + "\n"
+        text += "\nEach run:\n\n" + _markdown(*runs_table(result, drop_empty_note=True)) + "\n"
+    else:
+        text += "\n" + resolution_sentence(result) + " A single seed: rerun with `--seeds` before relying on a gap.\n"
     curves = curves_markdown(result)
     if curves:
-        text += "\nHeld-out accuracy (mean reward) by step:\n\n" + curves + "\n"
+        label = "mean over seeds [95 % interval]" if c.multi_seed else "mean reward"
+        text += f"\nHeld-out accuracy ({label}) by step:\n\n" + curves + "\n"
     runs.write_atomic(Path(folder) / TABLE_FILE, text)
     return text
 
@@ -769,6 +1059,8 @@ def curves_figure(result: ComparisonResult, title: str = "Held-out score over st
     if not any(m.curve for m in result.methods):
         return charts.empty_figure(title, "No held-out evaluation yet: each method is evaluated at step 0, every "
                                           f"{result.config.eval_every} steps and at its end.", 520)
+    if result.config.multi_seed:
+        return _band_curves(result, title)
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.1,
                         subplot_titles=("Held-out accuracy", "Held-out mean reward"))
     steps: list[int] = []
@@ -794,6 +1086,41 @@ def curves_figure(result: ComparisonResult, title: str = "Held-out score over st
     return fig
 
 
+def _band_curves(result: ComparisonResult, title: str) -> Any:
+    """Several seeds: each method's mean held-out accuracy over its seeds, with its 95 % interval as a band."""
+    import plotly.graph_objects as go
+
+    from app.engine import charts
+
+    fig = go.Figure()
+    steps: list[int] = []
+    for arm in result.arms:
+        pts = [p for p in arm.curve if p[1] is not None]
+        if not pts:
+            continue
+        color = METHOD_COLORS.get(arm.key, charts.PALETTE[0])
+        band = [p for p in pts if p[2] is not None and p[3] is not None]
+        if band:
+            fig.add_trace(go.Scatter(
+                x=[p[0] for p in band] + [p[0] for p in reversed(band)],
+                y=[p[3] for p in band] + [p[2] for p in reversed(band)], fill="toself", fillcolor=color,
+                opacity=0.18, line=dict(width=0), hoverinfo="skip", showlegend=False, legendgroup=arm.key,
+                name=f"{arm.label} 95 % interval"))
+        fig.add_trace(go.Scatter(
+            x=[p[0] for p in pts], y=[p[1] for p in pts], mode="lines+markers", name=arm.label,
+            legendgroup=arm.key, line=dict(color=color, width=2), marker=dict(size=8),
+            customdata=[[p[2] if p[2] is not None else p[1], p[3] if p[3] is not None else p[1], p[4]] for p in pts],
+            hovertemplate=(f"{arm.label} step %{{x}}: %{{y:.1%}} [%{{customdata[0]:.1%}}, %{{customdata[1]:.1%}}] "
+                           "over %{customdata[2]} seeds<extra></extra>")))
+        steps += [p[0] for p in pts]
+    n = len(result.config.run_seeds)
+    charts._layout(fig, f"{title}: mean of {n} seeds, band = 95 % interval (seeds × held-out rows)", 520)
+    fig.update_yaxes(tickformat=".0%", title="held-out accuracy")
+    fig.update_xaxes(**charts._step_axis(steps))
+    fig.update_layout(hovermode="closest")
+    return fig
+
+
 def _line(m: MethodResult, color: str) -> dict[str, Any]:
     line: dict[str, Any] = dict(color=color, width=3 if m.key == "prefix_rft" else 2)
     if m.state not in ("finished", "running"):  # failed / stopped: dotted, so an unfinished curve is not misread
@@ -810,6 +1137,23 @@ def summary_figure(result: ComparisonResult, title: str = "Final held-out accura
     done = [m for m in result.methods if m.final_accuracy is not None]
     if not done:
         return charts.empty_figure(title, "No method has finished yet.", 340)
+    if result.config.multi_seed:
+        arms = [a for a in result.arms if a.final.mean is not None]
+        fig = go.Figure(go.Bar(
+            x=[a.label for a in arms], y=[a.final.mean for a in arms], name="greedy accuracy (mean over seeds)",
+            marker_color=[METHOD_COLORS.get(a.key, charts.PALETTE[0]) for a in arms],
+            error_y=dict(type="data", symmetric=False,
+                         array=[(a.final.ci_high - a.final.mean) if a.final.ci_high is not None else 0 for a in arms],
+                         arrayminus=[(a.final.mean - a.final.ci_low) if a.final.ci_low is not None else 0
+                                     for a in arms]),
+            text=[a.final.text() for a in arms], textposition="outside",
+            hovertemplate="%{x}: %{text}<extra></extra>"))
+        base = next((a.base_accuracy for a in result.arms if a.base_accuracy is not None), None)
+        if base is not None:
+            fig.add_hline(y=base, line=dict(color="#666666", dash="dot"), annotation_text=f"base model {base:.0%}")
+        charts._layout(fig, f"{title} (mean, 95 % interval)", 340)
+        fig.update_yaxes(tickformat=".0%", range=[0, 1.15])
+        return fig
     fig = go.Figure(go.Bar(
         x=[m.label for m in done], y=[m.final_accuracy for m in done], name="greedy accuracy",
         marker_color=[METHOD_COLORS.get(m.key, charts.PALETTE[0]) for m in done],
@@ -832,6 +1176,8 @@ def summary_figure(result: ComparisonResult, title: str = "Final held-out accura
 
 __all__ = [
     "METHOD_KEYS", "METHOD_LABELS", "CompareConfig", "CompareConfigError", "Stage", "build_stages", "build_plan",
+    "ArmResult", "aggregate_arms", "runs_table", "arms_table", "differences_table", "resolution_sentence",
+    "initial_entries", "merge_comparisons",
     "run_comparison", "start_comparison_process", "request_cancel", "read_comparison", "read_state", "read_method",
     "list_comparisons", "results_table", "markdown_table", "curves_markdown", "write_table", "curves_figure", "summary_figure",
     "sampled_eval", "gsm8k_rows", "default_folder", "comparison_version", "cli_command", "status_line",

@@ -219,17 +219,45 @@ class PlaygroundResult:
     prints: dict[str, str]  # reward → captured print output
     seconds: float
     records: list[dict[str, Any]] = field(default_factory=list)
+    advantage_note: str = ""  # which scaling the advantage column shows ('' without groups)
+
+
+def advantage_scaling(spec: Any | None) -> tuple[str, str]:
+    """How a run built from `spec` (a RunSpec or its dict) scales GRPO advantages, and a sentence naming it.
+
+    Prefix-RFT's on-policy rollouts get reward − group mean whatever `scale_rewards` says (its advantages are the
+    official code's Dr. GRPO ones); GRPO follows `grpo.scale_rewards`."""
+    def get(obj: Any, *path: str) -> Any:
+        for part in path:
+            obj = obj.get(part) if isinstance(obj, dict) else getattr(obj, part, None)
+        return obj
+
+    method = get(spec, "method") or "grpo"
+    loss = get(spec, "grpo", "loss_type") or "dapo"
+    if method == "prefix_rft":
+        return "none", ("Advantages as Prefix-RFT trains them: reward − group mean, no std scaling (Dr. GRPO; "
+                        "prefixed rollouts are scored against the on-policy mean).")
+    scale = get(spec, "grpo", "scale_rewards") or "group"
+    text = {
+        "group": "(reward − group mean) / group std (grpo.scale_rewards: group)",
+        "batch": "(reward − group mean) / std over the whole batch (grpo.scale_rewards: batch; with one group "
+                 "shown, the batch is that group)",
+        "none": "reward − group mean, no std scaling (grpo.scale_rewards: none, Dr. GRPO)",
+    }.get(scale, scale)
+    return scale, f"Advantages as this run's GRPO computes them: {text}; loss {loss}."
 
 
 def run_playground(rows: list[dict[str, Any]], funcs: Sequence[tuple[Callable[..., Any], float]],
-                   group_size: int | None = None) -> PlaygroundResult:
-    """Score rows with weighted rewards; `group_size` rows per prompt get GRPO advantages (None: no groups)."""
+                   group_size: int | None = None, spec: Any | None = None) -> PlaygroundResult:
+    """Score rows with weighted rewards; `group_size` rows per prompt get GRPO advantages (None: no groups),
+    scaled as the run of `spec` (a RunSpec or its dict; None: TRL's default, group std) would scale them."""
     import rewards
 
     if not rows:
         raise PlaygroundError("Nothing to score.")
     start = time.perf_counter()
-    table = rewards.score(rows, list(funcs), group_size=group_size)
+    scale, advantage_note = advantage_scaling(spec)
+    table = rewards.score(rows, list(funcs), group_size=group_size, scale_rewards=scale)
     names = table.names
     headers = ["#", "completion"] + names + ["total"] + (["advantage"] if group_size else [])
     out_rows = []
@@ -264,7 +292,8 @@ def run_playground(rows: list[dict[str, Any]], funcs: Sequence[tuple[Callable[..
             tracebacks[getattr(fn, "__name__", "reward")] = tb
     return PlaygroundResult(headers, out_rows, summary_headers, summary_rows, groups,
                             any(g["zero_variance"] for g in groups), _dedupe(errors), tracebacks, dict(table.prints),
-                            time.perf_counter() - start, table.to_records())
+                            time.perf_counter() - start, table.to_records(),
+                            advantage_note if group_size else "")
 
 
 def _num(value: Any, digits: int = 4) -> Any:

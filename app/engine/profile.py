@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from app.engine.splits import normalise_text
 from rewards.text import last_boxed
 
 SAMPLE_ROWS = 2000  # rows read for answer-kind and demonstration detection
@@ -124,6 +125,7 @@ class DatasetProfile:
     demonstration_reason: str  # one sentence explaining `demonstration_column`
     warnings: list[str] = field(default_factory=list)  # problems found, one sentence each
     source: str | None = None  # file the rows came from
+    n_duplicate_prompts: int = 0  # rows asking a question an earlier row asks (normalised text, `splits.prompt_key`)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -533,6 +535,13 @@ def _reasoning(kind: str | None, demo_col: str | None, demo_steps: int) -> tuple
     return False, "The answers are direct, with no worked steps, so chain-of-thought reasoning is unlikely to matter."
 
 
+def duplicate_count(prompts: list[str]) -> int:
+    """Rows whose normalised prompt an earlier row already has (empty prompts not counted)."""
+    keys = [normalise_text(p) for p in prompts]
+    keys = [k for k in keys if k]
+    return len(keys) - len(set(keys))
+
+
 # -- warnings -------------------------------------------------------------------------------------------------
 def _prompt_warnings(
     rows: list[dict[str, Any]], prompt_of: Callable[[dict[str, Any]], str], prompt_col: str, answer_col: str | None
@@ -541,7 +550,7 @@ def _prompt_warnings(
     first_seen: dict[str, int] = {}
     duplicates, empty, long_rows = [], [], []
     for i, row in enumerate(rows, start=1):
-        prompt = prompt_of(row).strip()
+        prompt = normalise_text(prompt_of(row))  # the split's dedupe key: case and whitespace do not count
         if not prompt:
             empty.append(i)
         elif prompt in first_seen:
@@ -554,8 +563,9 @@ def _prompt_warnings(
     if duplicates:
         row, original = duplicates[0]
         warnings.append(
-            f"{len(duplicates)} rows repeat an earlier prompt (e.g. row {row} repeats row {original}); duplicates "
-            "weigh those prompts more and can leak into the held-out split."
+            f"{len(duplicates)} rows repeat an earlier prompt (e.g. row {row} repeats row {original}); case and "
+            "whitespace do not count. Duplicates weigh those prompts more, and the split drops training rows that "
+            "repeat a held-out prompt."
         )
     if empty:
         warnings.append(f"{len(empty)} rows have an empty '{prompt_col}' (first: row {empty[0]}).")
@@ -645,6 +655,7 @@ def profile_dataset(data: list[dict[str, Any]] | str | os.PathLike[str]) -> Data
     reasoning_helps, reasoning_reason = _reasoning(kind, demo_col, demo_steps)
 
     warnings = _prompt_warnings(rows, prompt_of, prompt_col, answer_col) if prompt_col else []
+    n_duplicates = duplicate_count([prompt_of(row) for row in rows]) if prompt_col else 0
     if fmt == "unknown":
         warnings.append(f"No prompt column was found (looked for {', '.join(PROMPT_COLUMNS)}, messages or text).")
     if answer_col and 0 < n_labelled < len(rows):
@@ -674,6 +685,7 @@ def profile_dataset(data: list[dict[str, Any]] | str | os.PathLike[str]) -> Data
         demonstration_reason=demo_reason,
         warnings=warnings,
         source=source,
+        n_duplicate_prompts=n_duplicates,
     )
 
 

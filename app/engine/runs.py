@@ -19,8 +19,10 @@ import contextlib
 import json
 import os
 import re
+import secrets
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -33,6 +35,7 @@ ACTIVE_STATES = ("queued", "running")
 FINAL_STATES = ("finished", "failed", "stopped")
 COMPLETE_MARKER = "COMPLETE"
 STOP_FILE = "STOP"
+EVALS_FILE = "evals.jsonl"  # per held-out row outcomes of each evaluation (for intervals over seeds × rows)
 
 
 def default_runs_dir() -> Path:
@@ -42,10 +45,26 @@ def default_runs_dir() -> Path:
 
 # -- atomic files and JSONL ---------------------------------------------------------------------------------
 def write_atomic(path: Path, text: str) -> None:
-    """Replace `path` with `text` so that readers see the old or the new file, never half of one."""
+    """Replace `path` with `text` so that readers see the old or the new file, never half of one. The file keeps
+    its permissions (a new one gets the umask's, as `open` would give it)."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        mode: int | None = stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        mode = None
+    # Not mkstemp: its 0600 would replace the file's mode. O_EXCL with a random name is just as safe.
+    for _ in range(100):
+        tmp = str(path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            break
+        except FileExistsError:
+            continue
+    else:  # pragma: no cover - 100 collisions of 32 random bits
+        raise FileExistsError(f"no free temporary name next to {path}")
+    try:
+        if mode is not None:
+            os.chmod(tmp, mode)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
@@ -182,23 +201,157 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")[:40] or "run"
 
 
-def create_run_dir(spec: Any, runs_dir: Path | None = None, run_dir: Path | None = None) -> Path:
-    """Make a new run folder with spec.yaml and a `queued` status; returns its path."""
-    if run_dir is None:
-        runs_dir = Path(runs_dir) if runs_dir else default_runs_dir()
-        runs_dir.mkdir(parents=True, exist_ok=True)
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        base = f"{stamp}-{spec.method}" + (f"-{_slug(spec.name)}" if spec.name else "")
-        run_dir = runs_dir / base
-        n = 1
-        while run_dir.exists():
-            n += 1
-            run_dir = runs_dir / f"{base}-{n}"
+class RunFolderError(ValueError):
+    """A run folder this command must not create, overwrite or continue; the message is one sentence and nothing
+    was written."""
+
+
+# What a folder made by `create_run_dir` for a worker that has not started yet holds (launch_run adds the log).
+PREPARED_FILES = frozenset({"spec.yaml", "status.json", "train.log", STOP_FILE})
+
+
+def is_prepared_run_dir(run_dir: Path) -> bool:
+    """Whether `run_dir` was made by `create_run_dir` for a worker that has not started (the app makes the folder,
+    then launches `python -m app.train RUN/spec.yaml --run-dir RUN`): queued, never running, no other worker alive
+    on it, and nothing in it but its spec, status and log. Only such a folder may be (re)filled by a new run."""
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_atomic(run_dir / "spec.yaml", spec.to_yaml())
-    update_status(run_dir, state="queued", created_at=time.time(), name=spec.name or run_dir.name, method=spec.method)
+    status = read_json(run_dir / "status.json")
+    if status.get("state") != "queued" or status.get("started_at"):
+        return False
+    pid = status.get("pid")
+    if pid and pid != os.getpid() and pid_alive(pid, status.get("pid_started_at")):
+        return False  # another worker is starting on it
+    try:
+        names = {p.name for p in run_dir.iterdir() if not (p.name.startswith(".") and p.name.endswith(".tmp"))}
+    except OSError:
+        return False
+    return names <= PREPARED_FILES
+
+
+def _occupied(run_dir: Path) -> str:
+    status = read_json(run_dir / "status.json")
+    if status.get("state"):
+        return (f"{run_dir} already holds a run ({status['state']}); continue it with --resume {run_dir}, or name "
+                "a new folder.")
+    return f"{run_dir} already exists and is not empty; name a new or empty folder (--resume continues a run)."
+
+
+def _refuse_unusable(run_dir: Path | None, runs_dir: Path | None) -> None:
+    """The checks that need no writing: a file where a folder goes, a folder that holds something already."""
+    if run_dir is not None:
+        run_dir = Path(run_dir)
+        if run_dir.exists() and not run_dir.is_dir():
+            raise RunFolderError(f"The run folder {run_dir} is a file; name a new folder.")
+        if run_dir.is_dir() and any(run_dir.iterdir()) and not is_prepared_run_dir(run_dir):
+            raise RunFolderError(_occupied(run_dir))
+        target = run_dir
+    else:
+        target = Path(runs_dir) if runs_dir else default_runs_dir()
+        if target.exists() and not target.is_dir():
+            raise RunFolderError(f"The runs folder {target} is a file, not a folder; name a folder for the runs.")
+    base = _nearest_existing(target)
+    if not base.is_dir():
+        raise RunFolderError(f"Cannot create {target}: {base} is a file, not a folder.")
+
+
+def _nearest_existing(path: Path) -> Path:
+    path = Path(path).absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def check_run_target(run_dir: Path | None = None, runs_dir: Path | None = None) -> None:
+    """Raise RunFolderError when a new run could not be written where asked, without creating anything: `run_dir`
+    (or `runs_dir`) is a file, `run_dir` is a folder that already holds something (another run, the user's own
+    files), or the place cannot be written (a read-only or virtual file system, no permission)."""
+    _refuse_unusable(run_dir, runs_dir)
+    target = Path(run_dir) if run_dir is not None else (Path(runs_dir) if runs_dir else default_runs_dir())
+    base = _nearest_existing(target)
+    # A real probe, removed at once: os.access says yes to root on /proc or /sys, where mkdir still fails.
+    try:
+        probe = tempfile.mkdtemp(dir=base, prefix=".rft-write-check-")
+    except OSError as exc:
+        raise RunFolderError(f"Cannot create {target}: {base} is not writable ({exc.strerror or exc}).") from None
+    os.rmdir(probe)
+
+
+def create_run_dir(spec: Any, runs_dir: Path | None = None, run_dir: Path | None = None) -> Path:
+    """Make a new run folder with spec.yaml and a `queued` status; returns its path. `run_dir` must not exist, be
+    empty, or be a prepared folder (`is_prepared_run_dir`); anything else raises RunFolderError, as does a folder
+    that cannot be created, and then nothing is left behind."""
+    _refuse_unusable(run_dir, runs_dir)
+    created: list[Path] = []  # folders made here, removed again if the run folder cannot be completed
+    try:
+        if run_dir is None:
+            runs_dir = Path(runs_dir) if runs_dir else default_runs_dir()
+            _make_dirs(runs_dir, created)
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            base = f"{stamp}-{spec.method}" + (f"-{_slug(spec.name)}" if spec.name else "")
+            run_dir, n = runs_dir / base, 1
+            while True:
+                try:
+                    run_dir.mkdir()  # not exist_ok: a folder made meanwhile by another launch is never shared
+                    created.append(run_dir)
+                    break
+                except FileExistsError:
+                    n += 1
+                    run_dir = runs_dir / f"{base}-{n}"
+        else:
+            run_dir = Path(run_dir)
+            _make_dirs(run_dir, created)
+        write_atomic(run_dir / "spec.yaml", spec.to_yaml())
+        update_status(run_dir, state="queued", created_at=time.time(), name=spec.name or run_dir.name,
+                      method=spec.method)
+    except OSError as exc:
+        for folder in reversed(created):
+            shutil.rmtree(folder, ignore_errors=True)
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise RunFolderError(f"Cannot create the run folder {run_dir or runs_dir}: {exc.strerror or exc}{where}; "
+                             "name a folder on a writable disk.") from None
     return run_dir
+
+
+def _make_dirs(path: Path, created: list[Path]) -> None:
+    """mkdir -p that records each folder it made (so a failure can remove exactly those)."""
+    missing = []
+    current = Path(path)
+    while not current.exists() and current != current.parent:
+        missing.append(current)
+        current = current.parent
+    for folder in reversed(missing):
+        folder.mkdir()
+        created.append(folder)
+
+
+def check_resumable(run_dir: Path, max_steps: int) -> dict[str, Any]:
+    """Raise RunFolderError when this process must not continue `run_dir`: it is not a run folder, its worker is
+    still alive, or it finished and `max_steps` (the resumed spec's) does not go past where it ended. Returns its
+    status. Reads only."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        what = "does not exist" if not run_dir.exists() else "is a file"
+        raise RunFolderError(f"Cannot resume {run_dir}: it {what}; name a run folder (one holding spec.yaml).")
+    if not (run_dir / "spec.yaml").is_file():
+        raise RunFolderError(f"Cannot resume {run_dir}: it holds no spec.yaml, so it is not a run folder.")
+    status = read_status(run_dir)
+    state, pid = status.get("state"), status.get("pid")
+    if state == "unknown":
+        raise RunFolderError(f"Cannot resume {run_dir}: its status.json is missing or unreadable.")
+    if state in ACTIVE_STATES and pid and pid != os.getpid():  # read_status reports a dead worker as failed
+        raise RunFolderError(f"Run {run_dir.name} is still {state} in worker pid {pid}; stop it first (the app's "
+                             f"Stop, or kill -TERM {pid}), then resume it.")
+    if state == "finished":
+        step = int(status.get("step") or 0)
+        total = status.get("max_steps") or step
+        if max_steps <= step:
+            raise RunFolderError(f"Run {run_dir.name} finished at step {step} of {total}; start a new run, or raise "
+                                 "training.max_steps with --set to train it further.")
+        if latest_checkpoint(run_dir) is None:
+            raise RunFolderError(f"Run {run_dir.name} finished at step {step} but kept no complete checkpoint to "
+                                 f"continue from; start a new run (init_adapter: {run_dir / 'adapter'} starts from "
+                                 "its adapter).")
+    return status
 
 
 def checkpoints(run_dir: Path) -> list[Path]:

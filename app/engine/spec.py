@@ -38,6 +38,67 @@ class SpecError(ValueError):
         super().__init__(f"{field_name}: {problem}")
 
 
+class DuplicateKeyError(yaml.YAMLError):
+    """A key given twice in one YAML mapping: YAML keeps the last silently, which drops the first section."""
+
+    def __init__(self, key: Any, first_line: int, second_line: int, parents: list[str]):
+        self.key_path = ".".join([*parents, str(key)]) or "spec"
+        super().__init__(f"given twice (lines {first_line} and {second_line}); YAML would keep only the last, so "
+                         "keep one or merge them")
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses duplicate keys instead of keeping the last one."""
+
+
+def _construct_unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
+    seen: dict[Any, int] = {}
+    for key_node, _value in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *defaults` may be overridden: that is its purpose
+            continue
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            hash(key)
+        except TypeError:
+            continue  # the SafeConstructor reports unhashable keys itself
+        line = key_node.start_mark.line + 1
+        if key in seen:
+            raise DuplicateKeyError(key, seen[key], line, _key_path(loader, node))
+        seen[key] = line
+    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+
+def _key_path(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> list[str]:
+    """Dotted path of `node` in the document (for the field a duplicate is in), from the root mapping's keys."""
+    root = getattr(loader, "_rft_root", None)
+
+    def walk(current: Any, path: list[str]) -> list[str] | None:
+        if current is node:
+            return path
+        if isinstance(current, yaml.MappingNode):
+            for k, v in current.value:
+                found = walk(v, [*path, str(getattr(k, "value", k))])
+                if found is not None:
+                    return found
+        return None
+
+    return (walk(root, []) or []) if root is not None else []
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping)
+
+
+def load_yaml(text: str) -> Any:
+    """yaml.safe_load, except that a key given twice in one mapping raises DuplicateKeyError (naming both lines)."""
+    loader = _UniqueKeyLoader(text)
+    try:
+        node = loader.get_single_node()
+        loader._rft_root = node
+        return loader.construct_document(node) if node is not None else None
+    finally:
+        loader.dispose()
+
+
 def _help(text: str, default: Any = dataclasses.MISSING, factory: Any = dataclasses.MISSING) -> Any:
     if factory is not dataclasses.MISSING:
         return field(default_factory=factory, metadata={"help": text})
@@ -260,10 +321,13 @@ class RunSpec:
 
     @classmethod
     def from_yaml(cls, text: str) -> "RunSpec":
+        """Parse a spec; a key given twice in one mapping (two `training:` sections) is refused, not merged."""
         try:
-            data = yaml.safe_load(text)
+            data = load_yaml(text)
+        except DuplicateKeyError as exc:
+            raise SpecError(exc.key_path, str(exc)) from None
         except yaml.YAMLError as exc:
-            raise SpecError("spec", f"not valid YAML ({exc})") from None
+            raise SpecError("spec", f"not valid YAML ({' '.join(str(exc).split())})") from None
         if data is None:
             data = {}
         if not isinstance(data, dict):
@@ -272,10 +336,25 @@ class RunSpec:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> "RunSpec":
+        """Read a spec file; every way the file can be unreadable is one SpecError naming it."""
         path = Path(path)
         if not path.exists():
             raise SpecError("spec", f"file {path} does not exist")
-        return cls.from_yaml(path.read_text(encoding="utf-8"))
+        if path.is_dir():
+            hint = (f"; to continue the run in it: python -m app.train --resume {path}"
+                    if (path / "spec.yaml").is_file() else "")
+            raise SpecError("spec", f"{path} is a folder, not a YAML file{hint}")
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise SpecError("spec", f"cannot read {path} ({exc.strerror or exc})") from None
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            line = data[: exc.start].count(b"\n") + 1
+            raise SpecError("spec", f"{path} is not UTF-8 text (byte 0x{data[exc.start]:02x} on line {line}); "
+                                    "save it as UTF-8") from None
+        return cls.from_yaml(text)
 
     def replace(self, **changes: Any) -> "RunSpec":
         return dataclasses.replace(self, **changes)
@@ -284,12 +363,20 @@ class RunSpec:
         """Apply `field.sub=value` strings (values parsed as YAML), as given by `--set`."""
         data = self.to_dict()
         for item in assignments:
-            if "=" not in item:
-                raise SpecError(item, "expected field=value")
+            if "=" not in item or not item.split("=", 1)[0].strip():
+                raise SpecError(str(item), "expected field=value, e.g. training.learning_rate=1e-4")
             key, raw = item.split("=", 1)
-            value = yaml.safe_load(raw) if raw.strip() else None
+            key = key.strip()
+            try:
+                value = load_yaml(raw) if raw.strip() else None
+            except DuplicateKeyError as exc:
+                raise SpecError(f"{key}.{exc.key_path}", str(exc)) from None
+            except yaml.YAMLError as exc:
+                problem = getattr(exc, "problem", None) or " ".join(str(exc).split())
+                raise SpecError(key, f"cannot read the value {raw!r} ({problem}); quote text that YAML would "
+                                     "parse, e.g. --set 'name=\"a: b\"'") from None
             target = data
-            parts = key.strip().split(".")
+            parts = key.split(".")
             for part in parts[:-1]:
                 if not isinstance(target.get(part), dict):
                     raise SpecError(key, f"'{part}' is not a section of the spec")

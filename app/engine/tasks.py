@@ -18,6 +18,7 @@ verifiable task on which RFT visibly works on a CPU. Each row carries:
 from __future__ import annotations
 
 import random
+import re
 from typing import Any, Callable
 
 ARITHMETIC_TEMPLATE = "What is {a} + {b}? Reply with only the number."
@@ -65,6 +66,23 @@ def arithmetic_pair_rows(n: int | None = None, low: int = 1, high: int = 50, see
     return out
 
 
+_SUM_QUESTION = re.compile(r"what is\s+(-?\d+)\s*\+\s*(-?\d+)", re.IGNORECASE)
+
+
+def arithmetic_key(question: str) -> str:
+    """The unordered pair {a, b} of an addition question ('' when the text is not one): a + b and b + a are the
+    same question, so a held-out "7 + 12" must not have "12 + 7" in training.
+
+    >>> arithmetic_key("What is 12 + 7? Reply with only the number.") == arithmetic_key("what is 7+12?")
+    True
+    """
+    match = _SUM_QUESTION.search(question or "")
+    if not match:
+        return ""
+    a, b = sorted((int(match.group(1)), int(match.group(2))))
+    return f"sum:{a},{b}"
+
+
 BUILTIN_TASKS: dict[str, Callable[..., list[dict[str, Any]]]] = {
     "arithmetic": arithmetic_rows,
     "arithmetic_pairs": arithmetic_pair_rows,
@@ -74,6 +92,13 @@ BUILTIN_DESCRIPTIONS = {
     "Verifiable, tiny, and the default model gets about a third right: RFT shows its effect on a CPU.",
     "arithmetic_pairs": "The arithmetic questions as preference pairs for DPO: chosen = the correct sum, rejected = "
     "a plausible wrong one (half of them written 'a + b = wrong'). Columns: prompt, chosen, rejected, answer.",
+}
+
+
+# Dedupe keys of built-in tasks (question text → key; '' falls back to the normalised prompt) and their names.
+TASK_KEYS: dict[str, tuple[Callable[[str], str], str]] = {
+    "arithmetic": (arithmetic_key, "arithmetic: the unordered pair {a, b}"),
+    "arithmetic_pairs": (arithmetic_key, "arithmetic: the unordered pair {a, b}"),
 }
 
 

@@ -1,8 +1,18 @@
-"""RunSpec validation: every check that needs no model, each problem naming its field in one sentence."""
+"""RunSpec validation: every check that needs no model, each problem naming its field in one sentence.
+
+`check_run(spec)` is what every run calls before it creates its folder, and what `python -m app.train
+--validate-only` runs: one function, so "spec OK" means the run gets past its set-up (all but loading the model).
+"""
 from __future__ import annotations
 
+import ast
+import difflib
+import functools
+import importlib.util
 import math
+import sys
 from pathlib import Path
+from typing import Any
 
 from app.engine.models import ModelNotFound, classify_model
 from app.engine.spec import BACKENDS, DTYPES, GRPO_LOSS_TYPES, METHODS, RL_METHODS, SCALE_REWARDS, RunSpec, SpecError
@@ -30,23 +40,38 @@ def spec_problems(spec: RunSpec, check_files: bool = True) -> list[SpecError]:
     _positive(bad, "training.max_steps", t.max_steps)
     _positive(bad, "training.per_device_train_batch_size", t.per_device_train_batch_size)
     _positive(bad, "training.gradient_accumulation_steps", t.gradient_accumulation_steps)
-    if not (t.learning_rate > 0 and math.isfinite(t.learning_rate)):
+    if not (_finite(t.learning_rate) and t.learning_rate > 0):
         bad("training.learning_rate", f"must be a positive number, got {t.learning_rate}")
-    if not 0 <= t.warmup_ratio < 1:
+    if not (_finite(t.warmup_ratio) and 0 <= t.warmup_ratio < 1):
         bad("training.warmup_ratio", f"must be in [0, 1), got {t.warmup_ratio}")
+    for name in ("weight_decay", "max_grad_norm"):
+        if not (_finite(getattr(t, name)) and getattr(t, name) >= 0):
+            bad(f"training.{name}", f"must be a finite number ≥ 0, got {getattr(t, name)}")
+    problems.extend(_name_problem("training.lr_scheduler_type", t.lr_scheduler_type, "trainer_utils", "SchedulerType"))
+    problems.extend(_name_problem("training.optim", t.optim, "training_args", "OptimizerNames"))
     _positive(bad, "generation.max_completion_length", g.max_completion_length)
     _positive(bad, "generation.max_length", g.max_length)
-    if g.temperature <= 0:
-        bad("generation.temperature", f"must be > 0, got {g.temperature}")
-    if not 0 < g.top_p <= 1:
+    if not (_finite(g.temperature) and g.temperature > 0):
+        bad("generation.temperature", f"must be a finite number > 0, got {g.temperature}")
+    if not (_finite(g.top_p) and 0 < g.top_p <= 1):
         bad("generation.top_p", f"must be in (0, 1], got {g.top_p}")
     for name in ("logging_steps", "sample_every", "save_steps", "save_total_limit"):
         _positive(bad, f"logging.{name}", getattr(lg, name))
-    if lg.eval_every < 0:
+    if not isinstance(lg.eval_every, int) or lg.eval_every < 0:
         bad("logging.eval_every", f"must be 0 (off) or positive, got {lg.eval_every}")
+    if lg.eval_max_new_tokens is not None:
+        _positive(bad, "logging.eval_max_new_tokens", lg.eval_max_new_tokens)
     if spec.lora.enabled:
         _positive(bad, "lora.r", spec.lora.r)
         _positive(bad, "lora.alpha", spec.lora.alpha)
+        if not (_finite(spec.lora.dropout) and 0 <= spec.lora.dropout < 1):
+            bad("lora.dropout", f"must be in [0, 1), got {spec.lora.dropout}")
+    # The sandbox's own limits: a timeout ≤ 0 fails every call of a user reward, a huge one hangs the run.
+    if not (_finite(spec.reward_timeout_s) and 0 < spec.reward_timeout_s <= 3600):
+        bad("reward_timeout_s", f"must be a number of seconds in (0, 3600], got {spec.reward_timeout_s}")
+    # A rate above 1 can never be exceeded, which silently turns the failure stop off.
+    if not (_finite(spec.reward_max_failure_rate) and 0 <= spec.reward_max_failure_rate <= 1):
+        bad("reward_max_failure_rate", f"must be a share in [0, 1] (e.g. 0.2), got {spec.reward_max_failure_rate}")
     if spec.data.eval_size < 0:
         bad("data.eval_size", f"must be ≥ 0, got {spec.data.eval_size}")
     if spec.data.train_size is not None and spec.data.train_size <= 0:
@@ -67,8 +92,15 @@ def spec_problems(spec: RunSpec, check_files: bool = True) -> list[SpecError]:
             bad("grpo.loss_type", f"unknown loss {spec.grpo.loss_type!r}; choose one of {', '.join(GRPO_LOSS_TYPES)}")
         if spec.grpo.scale_rewards not in SCALE_REWARDS:
             bad("grpo.scale_rewards", f"choose one of {', '.join(SCALE_REWARDS)}")
-        if spec.grpo.beta < 0:
-            bad("grpo.beta", f"must be ≥ 0, got {spec.grpo.beta}")
+        if not (_finite(spec.grpo.beta) and spec.grpo.beta >= 0):
+            bad("grpo.beta", f"must be a finite number ≥ 0, got {spec.grpo.beta}")
+        if not (_finite(spec.grpo.epsilon) and spec.grpo.epsilon > 0):
+            bad("grpo.epsilon", f"must be a finite number > 0, got {spec.grpo.epsilon}")
+        if spec.grpo.epsilon_high is not None and not (_finite(spec.grpo.epsilon_high) and spec.grpo.epsilon_high > 0):
+            bad("grpo.epsilon_high", f"must be a finite number > 0 or empty, got {spec.grpo.epsilon_high}")
+        if not isinstance(spec.grpo.num_iterations, int) or spec.grpo.num_iterations < 1:
+            bad("grpo.num_iterations", f"must be at least 1 (policy updates per generation batch), got "
+                                       f"{spec.grpo.num_iterations!r}")
         if not spec.rewards:
             bad("rewards", "GRPO needs at least one reward function")
     if spec.method == "prefix_rft":
@@ -216,6 +248,46 @@ def _positive(bad, field: str, value: int) -> None:
         bad(field, f"must be a positive integer, got {value!r}")
 
 
+def _finite(value: Any) -> bool:
+    """A real number, not NaN or ±inf (comparisons with NaN are all False, so `x > 0` alone lets NaN through)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _name_problem(field: str, value: Any, module: str, enum: str) -> list[SpecError]:
+    """`value` must be one of the names transformers' enum `module.enum` accepts (TrainingArguments looks it up
+    when the trainer is built, after the model has loaded)."""
+    choices = transformers_choices(module, enum)
+    if choices is None or value in choices:
+        return []
+    close = difflib.get_close_matches(str(value), choices, n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    return [SpecError(field, f"unknown name {value!r}{hint}; the installed transformers accepts "
+                             f"{', '.join(choices)}")]
+
+
+@functools.lru_cache(maxsize=None)
+def transformers_choices(module: str, enum: str) -> tuple[str, ...] | None:
+    """The string values of enum `enum` in `transformers.<module>`, for the installed version. Read from its source
+    when transformers is not imported yet: importing it here would come before Unsloth's import in the worker, which
+    Unsloth must precede. None when neither works (the check is then skipped, never guessed)."""
+    loaded = sys.modules.get(f"transformers.{module}")
+    if loaded is not None and hasattr(loaded, enum):
+        return tuple(str(member.value) for member in getattr(loaded, enum))
+    try:
+        found = importlib.util.find_spec("transformers")  # a top-level name: located, not imported
+        if found is None or not found.origin:
+            return None
+        tree = ast.parse(Path(found.origin).with_name(f"{module}.py").read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, ValueError, ImportError):
+        return None
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef) and node.name == enum:
+            values = tuple(stmt.value.value for stmt in node.body if isinstance(stmt, ast.Assign)
+                           and isinstance(stmt.value, ast.Constant) and isinstance(stmt.value.value, str))
+            return values or None
+    return None
+
+
 def reward_problems(spec: RunSpec, check_files: bool = True) -> list[SpecError]:
     import rewards
 
@@ -239,25 +311,99 @@ def reward_problems(spec: RunSpec, check_files: bool = True) -> list[SpecError]:
                 rewards.get(r.name, **r.params)
             except Exception as exc:
                 problems.append(SpecError(f"{where}.params", str(exc)))
-        if r.file and check_files and not Path(r.file).expanduser().exists():
-            problems.append(SpecError(f"{where}.file", f"file {r.file} does not exist"))
+        if r.source:  # compiled here, as the app's editor does: a syntax error is found before any model loads
+            problem = _reward_code_problem(r.source, "<reward>")
+            if problem:
+                problems.append(SpecError(f"{where}.source", problem))
+        if r.file and check_files:
+            path = Path(r.file).expanduser()
+            if not path.exists():
+                problems.append(SpecError(f"{where}.file", f"file {r.file} does not exist"))
+            elif path.is_dir():
+                problems.append(SpecError(f"{where}.file", f"{r.file} is a folder; name the .py file of the reward"))
+            else:
+                try:
+                    source = path.read_text(encoding="utf-8")
+                except (OSError, UnicodeDecodeError) as exc:
+                    problems.append(SpecError(f"{where}.file", f"cannot read {r.file} as UTF-8 text ({exc})"))
+                    continue
+                problem = _reward_code_problem(source, str(path))
+                if problem:
+                    problems.append(SpecError(f"{where}.file", problem))
     return problems
 
 
-def data_problems(spec: RunSpec) -> list[SpecError]:
-    from app.engine.data import DataError, column_problem, load_data
+def _reward_code_problem(source: str, filename: str) -> str | None:
+    """The sandbox's static check of user reward code (syntax, one usable function), without starting it."""
+    from rewards.sandbox import RewardCodeError, find_reward_function
 
     try:
-        data = load_data(spec.data)
-    except DataError as exc:
-        return [SpecError("data.source", str(exc))]
-    if spec.method == "dpo":  # every pair (held-out ones are evaluated), numbered as in the file
-        from app.engine.data import load_source_rows
+        find_reward_function(source, filename=filename)
+    except RewardCodeError as exc:
+        return str(exc)
+    return None
 
-        d = spec.data
-        problem = column_problem("dpo", load_source_rows(d.source, d.split, d.seed, d.task_params))
-        return [SpecError("data.source", problem)] if problem else []
-    problem = column_problem("grpo" if spec.method == "prefix_rft" else spec.method, data.train)
-    if problem is None and spec.method == "prefix_rft":
+
+def data_problems(spec: RunSpec) -> list[SpecError]:
+    """Problems of the data: each source read in full, every row checked (named by its line in the file), then the
+    train/held-out split."""
+    return _check_data(spec)[0]
+
+
+def _check_data(spec: RunSpec) -> tuple[list[SpecError], Any]:
+    """(problems, the LoadedData when there are none)."""
+    from app.engine.data import DataError, column_problem, load_data, load_source_rows, row_locations
+
+    d = spec.data
+    method = "grpo" if spec.method == "prefix_rft" else spec.method
+    sources = [("data.source", d.source, d.task_params, method)]
+    if d.eval_source:  # held-out rows are prompts for evaluation (pairs, for DPO)
+        sources.append(("data.eval_source", d.eval_source, None, "dpo" if method == "dpo" else "eval"))
+    for field, source, params, kind in sources:
+        try:
+            rows = load_source_rows(source, d.split, d.seed, params)
+        except DataError as exc:
+            return [SpecError(field, str(exc))], None
+        # Before the split shuffles them: the n-th row is the file's n-th record, so its line can be named.
+        lines = row_locations(source)
+        where = (lambda i, lines=lines: lines[i]) if lines is not None and len(lines) == len(rows) else None
+        problem = column_problem(kind, rows, where=where)
+        if problem:
+            return [SpecError(field, f"{source}: {problem}")], None
+    try:
+        data = load_data(d)
+    except DataError as exc:
+        return [SpecError(getattr(exc, "field", "data.source"), str(exc))], None
+    if spec.method == "prefix_rft":
         problem = demonstration_problem(spec.prefix.demonstration_column, data.train)
-    return [SpecError("data.source", problem)] if problem else []
+        if problem:
+            return [SpecError("data.source", problem)], None
+    return [], data
+
+
+def check_run(spec: RunSpec) -> None:
+    """Every check a run makes before it creates its folder, and all of `--validate-only`: `spec_problems` with the
+    files (all data rows, reward code compiled, names transformers looks up), then each reward called on ~8 training
+    rows as GRPO will call it (the dry run). Raises the first problem as SpecError; loads no model."""
+    problems = spec_problems(spec, check_files=True)
+    if problems:
+        raise problems[0]
+    if not spec.rewards:
+        return
+    _, data = _check_data(spec)
+    import contextlib
+
+    import rewards
+    from app.engine.worker import build_rewards, dry_run_rewards
+
+    with contextlib.ExitStack() as cleanup:  # sandboxed rewards run in worker processes: always stop them
+        try:
+            funcs, _weights, _registry = build_rewards(spec)
+        except (rewards.RewardCodeError, ValueError) as exc:
+            raise SpecError("rewards", str(exc)) from None
+        for fn in funcs:
+            cleanup.callback(fn.close)
+        try:
+            dry_run_rewards(funcs, data.train, spec.data.system_prompt)
+        except rewards.DryRunError as exc:
+            raise SpecError("rewards", str(exc)) from None

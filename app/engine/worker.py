@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sys
 import time
 import traceback
 from dataclasses import dataclass
@@ -101,6 +102,20 @@ def dry_run_rewards(funcs: list[Any], rows: list[dict[str, Any]], system_prompt:
     rewards.check_dry_run(results)
 
 
+class RunStopped(Exception):
+    """A stop request (SIGTERM/SIGINT or the STOP file) honoured outside a training step: while the run set up, or
+    during an evaluation. The message says where ("during the start-of-run evaluation")."""
+
+
+def _check_stop(stop: StopFlag, where: str) -> None:
+    if stop.requested:
+        raise RunStopped(where)
+
+
+def _say_error(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
 def train(
     spec: RunSpec,
     run_dir: Path | None = None,
@@ -108,14 +123,29 @@ def train(
     resume: bool = False,
     progress_bar: bool = True,
     log: Callable[[str], None] = print,
+    error_log: Callable[[str], None] | None = None,
 ) -> RunResult:
-    """Run `spec` to completion in this process, writing the run folder. Never raises for run errors:
-    they end in status `failed` with the error and traceback. SpecError is raised before a folder is made."""
-    if not resume:
-        spec.validate()
+    """Run `spec` to completion in this process, writing the run folder. Never raises for run errors: they end in
+    status `failed` with the error and traceback (and the error goes to `error_log`, default stderr).
+
+    Problems found before anything is written raise instead, and leave no folder (or an existing one unchanged):
+    SpecError for the spec, its data or rewards (`validation.check_run`, the same check as `--validate-only`), and
+    RunFolderError for the folder (occupied, not writable, or not resumable: finished, or its worker alive). On
+    resume, `spec` (the run's spec.yaml with any overrides) is written to the folder only once all checks passed."""
+    from app.engine.validation import check_run
+
+    error_log = error_log or _say_error
+    status: dict[str, Any] = {}
     if resume:
-        assert run_dir is not None
-    run_dir = runs.create_run_dir(spec, runs_dir, run_dir) if not resume else Path(run_dir)
+        if run_dir is None:
+            raise ValueError("resume=True needs the run_dir of the run to continue")
+        run_dir = Path(run_dir)
+        status = check_resume(run_dir, spec)
+    check_run(spec)
+    if resume:
+        _prepare_resume(run_dir, spec, status, log)
+    else:
+        run_dir = runs.create_run_dir(spec, runs_dir, run_dir)
     stop = StopFlag(run_dir)
     stop.install()
     info = pid_info()
@@ -125,11 +155,19 @@ def train(
     runs.clear_stale_stop(run_dir, since=info["pid_started_at"] if launched else time.time())
     runs.update_status(
         run_dir, state="running", started_at=time.time(), error=None, traceback=None, max_steps=spec.training.max_steps,
-        **info,
+        stop_reason=None, **info,
     )
     try:
         with contextlib.ExitStack() as cleanup:  # closes sandboxed reward workers however the run ends
             return _train(spec, run_dir, resume, stop, progress_bar, log, cleanup)
+    except RunStopped as exc:  # before training, or inside an evaluation: what was logged so far stays
+        ckpt = runs.latest_checkpoint(run_dir)
+        runs.update_status(
+            run_dir, state="stopped", ended_at=time.time(), error=None, stop_reason=f"{stop.reason} {exc}",
+            checkpoint=str(ckpt) if ckpt else None, step=runs.read_json(run_dir / "status.json").get("step") or 0,
+        )
+        log(f"Stopped {exc} ({stop.reason}); resume with: python -m app.train --resume {run_dir}")
+        return RunResult(run_dir, "stopped")
     except BaseException as exc:  # the run folder records every way a run can end
         message = str(exc) or type(exc).__name__
         state = "stopped" if isinstance(exc, KeyboardInterrupt) else "failed"
@@ -137,10 +175,55 @@ def train(
             run_dir, state=state, error=message, error_type=type(exc).__name__, traceback=traceback.format_exc(),
             ended_at=time.time(),
         )
-        log(f"Run {state}: {message}")
+        (error_log if state == "failed" else log)(f"Run {state}: {message}")
         return RunResult(run_dir, state, message)
     finally:
         stop.uninstall()
+
+
+# Fields a resumed run must keep: its checkpoints hold weights and optimizer state of exactly this model and adapter.
+RESUME_FIXED_FIELDS = ("method", "model", "init_adapter", "lora.enabled", "lora.r", "lora.alpha", "lora.target_modules")
+
+
+def check_resume(run_dir: Path, spec: RunSpec) -> dict[str, Any]:
+    """Whether this process may continue `run_dir` with `spec` (its spec.yaml plus overrides): RunFolderError when
+    the run cannot be resumed (`runs.check_resumable`), SpecError when `spec` changes a field its checkpoints
+    depend on. Returns the run's status; writes nothing."""
+    status = runs.check_resumable(run_dir, spec.training.max_steps)
+    saved = RunSpec.load(run_dir / "spec.yaml").to_dict()
+    new = spec.to_dict()
+    for name in RESUME_FIXED_FIELDS:
+        old_value, new_value = saved, new
+        for part in name.split("."):
+            old_value, new_value = old_value.get(part), new_value.get(part)
+        if old_value != new_value:
+            raise SpecError(name, f"cannot change when resuming (the checkpoints were trained with {old_value!r}, "
+                                  f"not {new_value!r}); start a new run for it")
+    return status
+
+
+def _prepare_resume(run_dir: Path, spec: RunSpec, status: dict[str, Any], log: Callable[[str], None]) -> None:
+    """The resumed worker's first writes, after every check passed: the spec with its overrides, and (a finished
+    run trained further) its final adapter moved aside, so the new final adapter replaces nothing."""
+    spec_file = run_dir / "spec.yaml"
+    text = spec.to_yaml()
+    if spec_file.read_text(encoding="utf-8") != text:
+        runs.write_atomic(spec_file, text)
+    if status.get("state") == "finished" and (run_dir / "adapter").exists():
+        kept = run_dir / f"adapter-step{int(status.get('step') or 0)}"
+        n = 1
+        while kept.exists():
+            n += 1
+            kept = run_dir / f"adapter-step{int(status.get('step') or 0)}-{n}"
+        os.rename(run_dir / "adapter", kept)
+        runs.update_status(run_dir, adapter=str(kept), final_eval=None)
+        log(f"Training further from step {status.get('step')}: the earlier final adapter is kept in {kept.name}/.")
+
+
+def _has_start_eval(run_dir: Path) -> bool:
+    """Whether the run already logged its start-of-run (step 0) evaluation (a resumed run does not repeat it)."""
+    records = runs.read_jsonl(run_dir / "metrics.jsonl")[0]
+    return any(r.get("step") == 0 and any(str(k).startswith("eval/") for k in r) for r in records)
 
 
 def _train(
@@ -161,23 +244,27 @@ def _train(
         ensure_trl_logprob_kernel()
 
     from app.engine.data import load_data, to_trl_dataset
-    from app.engine.evaluate import evaluate, primary_reward_name
+    from app.engine.evaluate import EvaluationStopped, correctness_reward, evaluate
     from app.engine.models import resolve_model
 
     data = load_data(spec.data)
+    if data.split is not None:  # what was held out, and which training rows were left out as repeats of it
+        runs.update_status(run_dir, split=data.split.to_dict())
+        log(data.split.sentence())
     funcs, weights, registry = build_rewards(spec)
     for fn in funcs:
         cleanup.callback(fn.close)
-    if funcs:
-        dry_run_rewards(funcs, data.train, spec.data.system_prompt)
+    # The rewards' dry run on these rows already ran in validation.check_run, before the folder was made.
     names = [f.__name__ for f in funcs]
-    accuracy_reward = primary_reward_name(names, registry)
+    accuracy_reward = correctness_reward(names, registry)
 
+    _check_stop(stop, "before loading the model")
     model_path = resolve_model(spec.model, progress=lambda f, m: log(f"[model {f:.0%}] {m}"))
     runs.update_status(run_dir, model_path=model_path)
     from app.engine.backend import load_model
 
     model, tokenizer, peft_cfg = load_model(spec, info, model_path)
+    _check_stop(stop, "while loading the model")  # a signal during the load is only noted by the handler
     unsloth = info.name == "unsloth"
     eval_tokens = spec.logging.eval_max_new_tokens or spec.generation.max_completion_length
 
@@ -190,18 +277,28 @@ def _train(
         pref = worker_eval(spec, model, tokenizer, data.eval, unsloth, log, step) if spec.method == "dpo" else {}
         if not data.eval or not funcs:
             return pref
+        log(f"[eval step {step}] evaluating on {len(data.eval)} held-out rows")  # may take minutes: say it starts
         result = evaluate(
             model, tokenizer, data.eval, funcs, weights, accuracy_reward=accuracy_reward,
             system_prompt=spec.data.system_prompt, max_new_tokens=eval_tokens, unsloth=unsloth,
+            should_stop=lambda: stop.requested,  # SIGTERM/Stop ends an evaluation within a generation step
         )
         acc = f"{result.accuracy:.1%}" if result.accuracy is not None else "n/a"
         log(f"[eval step {step}] accuracy {acc}, reward {result.reward}, {result.seconds:.1f} s")
+        # Per-row outcomes: what confidence intervals over seeds × held-out rows resample.
+        runs.append_jsonl(run_dir / runs.EVALS_FILE, {"step": step, "reward": accuracy_reward,
+                                                      "correct": result.outcomes, "total": result.totals})
         return {**pref, **result.metrics(), "eval/samples": result.samples}
 
-    if spec.logging.eval_at_start and not resume:
-        metrics = run_eval(0)
+    # A resumed run evaluates the base model only if its first start never finished that evaluation.
+    if spec.logging.eval_at_start and not _has_start_eval(run_dir):
+        try:
+            metrics = run_eval(0)
+        except EvaluationStopped:
+            raise RunStopped("during the start-of-run evaluation") from None
         if metrics:
             runs.append_jsonl(run_dir / "metrics.jsonl", {"step": 0, "time": time.time(), **metrics})
+    _check_stop(stop, "before training")
 
     train_ds = to_trl_dataset(data.train, spec.method, spec.data.system_prompt)
     trainer = _build_trainer(spec, info, model, tokenizer, peft_cfg, train_ds, funcs, weights, run_dir)
@@ -210,9 +307,18 @@ def _train(
 
     import rewards
 
+    def periodic_eval(step: int) -> dict[str, Any]:
+        try:
+            return run_eval(step)
+        except EvaluationStopped:  # stop now, with a checkpoint of this step, instead of after one more step
+            folder_cb.stopped = True
+            trainer.control.should_training_stop = True
+            trainer.control.should_save = True
+            return {"eval/stopped": True}
+
     folder_cb = RunFolderCallback(
         run_dir, stop, sample_every=spec.logging.sample_every, eval_every=spec.logging.eval_every,
-        evaluate=run_eval, guarded_rewards=funcs,
+        evaluate=periodic_eval, guarded_rewards=funcs,
         failure_check=(lambda: rewards.check_failure_threshold(funcs, max_rate=spec.reward_max_failure_rate)) if funcs else None,
     )
     folder_cb.trainer = trainer
@@ -220,11 +326,13 @@ def _train(
     for cb in (ProgressCallback, PrinterCallback):
         trainer.remove_callback(cb)
     trainer.add_callback(ProgressBarCallback(enabled=progress_bar))
+    trainer.add_callback(_health_callback(run_dir, spec, log))  # after folder_cb: it reads what that one wrote
 
     checkpoint = runs.latest_checkpoint(run_dir) if resume else None
     if resume and checkpoint is None:
         log("No complete checkpoint found: starting this run again from step 0.")
     runs.update_status(run_dir, resumed_from=str(checkpoint) if checkpoint else None)
+    _check_stop(stop, "before training")
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     model = trainer.model  # TRL may have wrapped it (PEFT)
 
@@ -248,7 +356,10 @@ def _train(
         if folder_cb.last_eval and folder_cb.last_eval[0] == step:  # the periodic evaluation just ran at this step
             final = folder_cb.last_eval[1]
         else:
-            final = run_eval(step)
+            try:
+                final = run_eval(step)
+            except EvaluationStopped:  # trained and saved: a resume redoes only this evaluation
+                raise RunStopped("during the final evaluation") from None
         if final:
             runs.append_jsonl(run_dir / "metrics.jsonl", {"step": trainer.state.global_step, "time": time.time(), **final, "final": True})
     runs.update_status(
@@ -257,6 +368,24 @@ def _train(
     )
     log(f"Finished: {run_dir}")
     return RunResult(run_dir, "finished", final_metrics=final)
+
+
+def _health_callback(run_dir: Path, spec: RunSpec, log: Callable[[str], None]) -> Any:
+    """A TrainerCallback that logs each health alert (app.engine.health, as the app shows them) once, when it first
+    fires."""
+    from transformers import TrainerCallback
+
+    from app.engine.health import AlertWatcher, alert_line
+
+    class HealthLog(TrainerCallback):
+        def __init__(self) -> None:
+            self.watcher = AlertWatcher(run_dir, spec)
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            for alert in self.watcher.poll():
+                log(alert_line(alert))
+
+    return HealthLog()
 
 
 def _common_args(spec: RunSpec, info: Any, run_dir: Path) -> dict[str, Any]:
@@ -340,4 +469,4 @@ def train_from_yaml(path: str | Path, **kwargs: Any) -> RunResult:
     return train(RunSpec.load(path), **kwargs)
 
 
-__all__ = ["train", "train_from_yaml", "RunResult", "RunFailed", "SpecError"]
+__all__ = ["train", "train_from_yaml", "check_resume", "RunResult", "RunFailed", "RunStopped", "SpecError"]

@@ -13,6 +13,7 @@ from app.engine import runs, workbench
 from app.ui.common import UIContext, error, esc, frame, info, nonce, ok, progress_fn, warn
 
 HELD_OUT, TYPED = "Held-out rows of a run", "Prompts I type"
+TRAIN_ROWS, FILE = "Training rows of a run (seen in training)", "Prompts from a file"
 ADAPTER, MERGED = "LoRA adapter (small; load on top of the base model)", "Merged model (standalone Hugging Face folder)"
 MIN_DPO_PAIRS = 32  # below this, the pre-filled DPO run gets a warning
 DEFAULT_PROMPTS = ("What is 17 + 25? Reply with only the number. => 42\n"
@@ -83,11 +84,15 @@ def build(ctx: UIContext) -> dict[str, Any]:
                                            info="The base model, each run's final adapter, and its checkpoints.",
                                            elem_id="compare-models")
             c["refresh_btn"] = gr.Button("↻ Refresh models and runs", size="sm")
-            c["mode"] = gr.Radio([HELD_OUT, TYPED], value=TYPED, label="Prompts", elem_id="compare-mode")
+            c["mode"] = gr.Radio([HELD_OUT, TYPED, FILE, TRAIN_ROWS], value=TYPED, label="Prompts",
+                                 elem_id="compare-mode")
             with gr.Group(visible=False) as held_group:
-                c["run"] = gr.Dropdown([], value=None, label="Run whose held-out rows to use (never trained on)",
+                c["run"] = gr.Dropdown([], value=None, label="Run whose rows to use (held-out: never trained on)",
                                        elem_id="compare-run")
                 c["n"] = gr.Slider(1, 64, value=8, step=1, label="Rows")
+            with gr.Group(visible=False) as file_group:
+                c["file"] = gr.File(label="A .jsonl/.json/.csv file with a 'prompt' column ('answer' to score it)",
+                                    file_types=[".jsonl", ".json", ".csv"], type="filepath", elem_id="compare-file")
             with gr.Group(visible=True) as typed_group:
                 c["prompts"] = gr.Textbox(DEFAULT_PROMPTS, lines=5, max_lines=20, elem_id="compare-prompts",
                                           label="Prompts, one per line; end a line with ' => answer' to score it")
@@ -152,8 +157,9 @@ def build(ctx: UIContext) -> dict[str, Any]:
         c["exp_btn"] = gr.Button("Export", variant="primary", elem_id="compare-exp-btn")
         c["exp_status"] = gr.HTML("")
 
-    c["mode"].change(lambda m: (gr.Group(visible=m == HELD_OUT), gr.Group(visible=m == TYPED)), c["mode"],
-                     [held_group, typed_group], show_progress="hidden")
+    c["mode"].change(lambda m: (gr.Group(visible=m in (HELD_OUT, TRAIN_ROWS)), gr.Group(visible=m == TYPED),
+                                gr.Group(visible=m == FILE)), c["mode"],
+                     [held_group, typed_group, file_group], show_progress="hidden")
 
     def on_run(run: str | None) -> Any:
         if not run:
@@ -169,20 +175,14 @@ def build(ctx: UIContext) -> dict[str, Any]:
 
     c["run"].input(on_run, c["run"], c["rewards"])
 
-    def go(keys: list[str], mode: str, run: str | None, n: int, prompts: str, reward_names: list[str], tokens: int,
-           progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:
+    def go(keys: list[str], mode: str, run: str | None, n: int, prompts: str, file: str | None,
+           reward_names: list[str], tokens: int, progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:
         blank = (gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip())
         try:
             if not keys:
                 raise cmp.CompareError("Pick two or more models to compare.")
             refs = [cmp.parse_model_key(k) for k in keys]
-            system = None
-            if mode == HELD_OUT:
-                if not run:
-                    raise cmp.CompareError("Pick the run whose held-out rows to use.")
-                rows, system = cmp.held_out_rows(ctx.paths.runs_dir / run, int(n))
-            else:
-                rows = cmp.prompt_rows_from_text(prompts)
+            rows, system = prompt_rows(mode, run, n, prompts, file)
             specs = [{"name": name} for name in reward_names or []]
             result = cmp.compare_models(refs, rows, specs, system_prompt=system, max_new_tokens=int(tokens),
                                         progress=progress_fn(progress))
@@ -195,6 +195,9 @@ def build(ctx: UIContext) -> dict[str, Any]:
         headers, table = result.table()
         s_headers, s_rows = result.summary_table()
         note = "" if len(refs) > 1 else warn("Only one model picked: pick another to compare side by side.")
+        if mode == TRAIN_ROWS:
+            note += warn(f"These prompts are rows run {esc(run)} <b>trained on</b> (seen in training): its scores "
+                         "here measure how well it fits them, not how it does on new questions.")
         labels = result.models
         return (ok(f"{len(result.prompts)} prompts × {len(labels)} models in "
                    f"{sum(s['seconds'] for s in result.summary):.0f} s.") + note,
@@ -203,7 +206,7 @@ def build(ctx: UIContext) -> dict[str, Any]:
                 gr.Radio(choices=labels, value=labels[0] if labels else None),
                 gr.Radio(choices=labels, value=labels[1] if len(labels) > 1 else None), 1)
 
-    c["go_btn"].click(go, [c[k] for k in ("models", "mode", "run", "n", "prompts", "rewards", "tokens")],
+    c["go_btn"].click(go, [c[k] for k in ("models", "mode", "run", "n", "prompts", "file", "rewards", "tokens")],
                       [c["status"], c["summary"], c["table"], result_state, c["better"], c["worse"], c["index"]],
                       concurrency_limit=1, concurrency_id="inference")
 
@@ -262,15 +265,25 @@ def build(ctx: UIContext) -> dict[str, Any]:
     # -- collecting pairs (A/B from one model) ---------------------------------------------------------------------
     col_buttons = [c["col_a"], c["col_b"], c["col_tie"], c["col_skip"]]
 
-    def prompts_for(mode: str, run: str | None, n: int, prompts: str) -> tuple[list[Any], str | None]:
+    def prompt_rows(mode: str, run: str | None, n: int, prompts: str, file: str | None
+                    ) -> tuple[list[dict[str, Any]], str | None]:
+        """The prompt rows the Prompts setting names, and the run's system prompt where they come from a run."""
+        if mode in (HELD_OUT, TRAIN_ROWS):
+            if not run:
+                raise cmp.CompareError("Pick the run whose rows to use (Prompts, above).")
+            rows_of = cmp.held_out_rows if mode == HELD_OUT else cmp.training_rows
+            return rows_of(ctx.paths.runs_dir / run, int(n))
+        if mode == FILE:
+            if not file:
+                raise cmp.CompareError("Upload a file of prompts (Prompts, above).")
+            return cmp.file_rows(file, int(n)), None
+        return cmp.prompt_rows_from_text(prompts), None
+
+    def prompts_for(mode: str, run: str | None, n: int, prompts: str, file: str | None
+                    ) -> tuple[list[Any], str | None]:
         from app.engine.data import prompt_messages
 
-        if mode == HELD_OUT:
-            if not run:
-                raise cmp.CompareError("Pick the run whose held-out rows to use (Prompts, above).")
-            rows, system = cmp.held_out_rows(ctx.paths.runs_dir / run, int(n))
-        else:
-            rows, system = cmp.prompt_rows_from_text(prompts), None
+        rows, system = prompt_rows(mode, run, n, prompts, file)
         if not rows:
             raise cmp.CompareError("Give at least one prompt (Prompts, above).")
         return [prompt_messages(r, system) for r in rows], system
@@ -292,12 +305,12 @@ def build(ctx: UIContext) -> dict[str, Any]:
                            "identical": sample.identical}
         return pair_html(state), state, *[gr.Button(interactive=True)] * 4
 
-    def start_collect(key: str | None, mode: str, run: str | None, n: int, prompts: str, temp: float, tokens: int,
-                      progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:
+    def start_collect(key: str | None, mode: str, run: str | None, n: int, prompts: str, file: str | None,
+                      temp: float, tokens: int, progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:
         try:
             if not key:
                 raise cmp.CompareError("Pick the model that writes A and B.")
-            msgs, _ = prompts_for(mode, run, n, prompts)
+            msgs, _ = prompts_for(mode, run, n, prompts, file)
             state = {"prompts": msgs, "index": 0, "model": key, "temp": temp, "tokens": tokens, "sample": None}
             return (*sample_next(state, progress), "")
         except Exception as exc:  # noqa: BLE001 - bad input or a model that fails: a message, nothing breaks
@@ -305,7 +318,7 @@ def build(ctx: UIContext) -> dict[str, Any]:
             return (gr.skip(), gr.skip(), *[gr.skip()] * 4, error(esc(exc)))
 
     col_outputs = [c["col_html"], collect_state, *col_buttons, c["col_status"]]
-    col_inputs = [c["col_model"], c["mode"], c["run"], c["n"], c["prompts"], c["col_temp"], c["tokens"]]
+    col_inputs = [c["col_model"], c["mode"], c["run"], c["n"], c["prompts"], c["file"], c["col_temp"], c["tokens"]]
     c["col_start"].click(start_collect, col_inputs, col_outputs, concurrency_limit=1, concurrency_id="inference")
 
     def judge(choice: str) -> Any:

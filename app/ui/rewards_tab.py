@@ -220,7 +220,7 @@ def build(ctx: UIContext) -> dict[str, Any]:
                 rows = pg.sample_rows(row, model or "base::default", int(s_n), float(s_temp), int(s_tokens), system,
                                       progress=progress_fn(progress))
                 group = len(rows)
-            result = pg.run_playground(rows, funcs, group_size=group)
+            result = pg.run_playground(rows, funcs, group_size=group, spec=spec)
         except rewards.RewardCodeError as exc:
             gr.Warning(f"Your reward does not load: {exc}")
             return (error("Your reward does not load (see under the editor)."), *empty, code_error_html(exc))
@@ -327,6 +327,8 @@ def result_html(result: pg.PlaygroundResult) -> str:
         else:
             out += ok(f"Group {g['group']}: {g['size']} completions, total mean {value} ± {g['std'] or 0:.3g}: "
                       "GRPO pushes up the completions with a positive advantage.")
+    if result.advantage_note:
+        out += ok(esc(result.advantage_note))
     if result.errors:
         out += warn(f"{len(result.errors)} kind(s) of reward errors — see below.")
     return out

@@ -13,6 +13,7 @@ from typing import Any
 import gradio as gr
 
 from app.engine import charts, health, runs, workbench
+from app.engine.splits import split_sentence
 from app.engine.spec import (BACKENDS, DPO_LOSS_TYPES, GRPO_LOSS_TYPES, METHODS, RL_METHODS, RunSpec, SpecError,
                              field_help)
 from app.ui.common import UIContext, alerts_html, error, esc, frame, info, nonce, ok, pre, warn
@@ -175,6 +176,8 @@ def status_html(snap: workbench.RunSnapshot) -> str:
         f"<span class='wb-muted'>· {esc(backend)} · {_duration(elapsed)} elapsed{eta}</span></div>"
         f"<div class='wb-progress'><div style='width:{share * 100:.1f}%'></div></div>"
         + (f"<div class='wb-muted'>{esc(' · '.join(numbers))}</div>" if numbers else "")
+        + (f"<div class='wb-muted' id='run-split'>{esc(split_sentence(st.get('split')))}</div>"
+           if st.get("split") else "")
         + "</div>")
     if state == "failed":
         html_out += error(f"<b>The run failed:</b> {esc(st.get('error') or 'unknown error')}")
