@@ -40,7 +40,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--backend", default="auto", choices=("auto", "unsloth", "trl"))
     p.add_argument("--threads", type=int,
                    help="CPU threads per worker (OMP_NUM_THREADS); 1 is fastest when other jobs share the cores")
-    p.add_argument("--data", help="gsm8k: the GSM8K train.jsonl (default ../shared/data/gsm8k/train.jsonl)")
+    p.add_argument("--data", help="gsm8k: the GSM8K train.jsonl (question / answer lines; required for --task gsm8k)")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="override a RunSpec field of every method, e.g. --set training.learning_rate=1e-4")
     p.add_argument("--out", help="comparison folder (default: DATA_DIR/comparisons/<stamp>-<task>)")

@@ -48,7 +48,6 @@ STAGES = {"sft": ("sft",), "dft": ("dft",), "grpo": ("grpo",), "sft_grpo": ("sft
           "prefix_rft": ("prefix_rft",)}
 RECIPE_FILES = {"sft": "sft", "dft": "dft", "grpo": "grpo", "prefix_rft": "prefix-rft"}
 TASKS = ("arithmetic", "gsm8k")
-GSM8K_FILE = PROJECT_ROOT.parent / "shared" / "data" / "gsm8k" / "train.jsonl"
 GSM8K_INSTRUCTION = "Solve the problem step by step, then give the final answer on its own line as '#### <number>'."
 COMPARISON_FILE = "comparison.json"
 TABLE_FILE = "table.md"
@@ -169,7 +168,9 @@ def prepare_task_data(config: CompareConfig, folder: Path) -> list[str]:
     """Task-specific overrides (and data files written into the comparison folder) shared by every method."""
     if config.task == "arithmetic":
         return []
-    source = Path(config.data_source or GSM8K_FILE).expanduser()
+    if not config.data_source:
+        raise CompareConfigError("task gsm8k needs the GSM8K train.jsonl (question / answer lines): give --data PATH")
+    source = Path(config.data_source).expanduser()
     if not source.exists():
         raise CompareConfigError(f"GSM8K file {source} does not exist (give --data)")
     target = Path(folder) / "data" / "gsm8k.jsonl"
