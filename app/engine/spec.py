@@ -171,6 +171,12 @@ class TrainingSpec:
     max_grad_norm: float = _help("Gradient clipping.", 1.0)
     optim: str = _help("Optimizer name (transformers).", "adamw_torch")
     gradient_checkpointing: bool = _help("Trade compute for memory.", False)
+    keep_best: str | None = _help(
+        "Keep the adapter of the best periodic held-out evaluation as the run's adapter/ (like transformers' "
+        "load_best_model_at_end), by this metric, higher is better: 'eval/accuracy', 'eval/reward' or "
+        "'eval/preference_accuracy'. Needs logging.eval_every. None: the last step's adapter.",
+        None,
+    )
 
 
 @dataclass

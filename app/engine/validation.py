@@ -18,6 +18,9 @@ from app.engine.models import ModelNotFound, classify_model
 from app.engine.spec import BACKENDS, DTYPES, GRPO_LOSS_TYPES, METHODS, RL_METHODS, SCALE_REWARDS, RunSpec, SpecError
 
 
+KEEP_BEST_METRICS = ("eval/accuracy", "eval/reward", "eval/preference_accuracy")  # higher is better
+
+
 def spec_problems(spec: RunSpec, check_files: bool = True) -> list[SpecError]:
     """All problems found in `spec`; `check_files` also reads the dataset and reward files."""
     problems: list[SpecError] = []
@@ -59,6 +62,13 @@ def spec_problems(spec: RunSpec, check_files: bool = True) -> list[SpecError]:
         _positive(bad, f"logging.{name}", getattr(lg, name))
     if not isinstance(lg.eval_every, int) or lg.eval_every < 0:
         bad("logging.eval_every", f"must be 0 (off) or positive, got {lg.eval_every}")
+    if t.keep_best is not None:
+        if t.keep_best not in KEEP_BEST_METRICS:
+            bad("training.keep_best", f"unknown metric {t.keep_best!r}; choose one of {', '.join(KEEP_BEST_METRICS)}")
+        elif not lg.eval_every:
+            bad("training.keep_best", "needs periodic evaluations to choose from: set logging.eval_every")
+        elif spec.data.eval_size == 0 and not spec.data.eval_source:
+            bad("training.keep_best", "needs held-out rows: set data.eval_size (or data.eval_source)")
     if lg.eval_max_new_tokens is not None:
         _positive(bad, "logging.eval_max_new_tokens", lg.eval_max_new_tokens)
     if spec.lora.enabled:

@@ -307,9 +307,13 @@ def _train(
 
     import rewards
 
+    best = BestKeeper(run_dir, spec.training.keep_best, runs.read_status(run_dir).get("best") if resume else None)
+
     def periodic_eval(step: int) -> dict[str, Any]:
         try:
-            return run_eval(step)
+            metrics = run_eval(step)
+            best.consider(step, metrics, trainer.model, log)
+            return metrics
         except EvaluationStopped:  # stop now, with a checkpoint of this step, instead of after one more step
             folder_cb.stopped = True
             trainer.control.should_training_stop = True
@@ -362,12 +366,65 @@ def _train(
                 raise RunStopped("during the final evaluation") from None
         if final:
             runs.append_jsonl(run_dir / "metrics.jsonl", {"step": trainer.state.global_step, "time": time.time(), **final, "final": True})
+    kept = best.restore(adapter_dir, trainer.state.global_step, final, log)
+    if kept is not None:
+        final = kept
     runs.update_status(
         run_dir, state="finished", ended_at=time.time(), step=trainer.state.global_step, adapter=str(adapter_dir),
         final_eval={k: v for k, v in final.items() if k != "eval/samples"},
     )
     log(f"Finished: {run_dir}")
     return RunResult(run_dir, "finished", final_metrics=final)
+
+
+class BestKeeper:
+    """`training.keep_best`: saves the adapter whenever a periodic evaluation beats the best so far (into
+    RUN/best-adapter/, a few MB with LoRA) and, at the end, puts it in adapter/ when the last step scored lower, so a
+    run that peaks and collapses still ends with its best model. status.json's `best` says which step was kept."""
+
+    FOLDER = "best-adapter"
+
+    def __init__(self, run_dir: Path, metric: str | None, recorded: dict[str, Any] | None = None):
+        self.run_dir, self.metric = Path(run_dir), metric
+        self.step: int | None = None
+        self.value: float | None = None
+        self.metrics: dict[str, Any] = {}
+        if metric and recorded and recorded.get("metric") == metric and (self.run_dir / self.FOLDER).exists():
+            self.step, self.value = recorded.get("step"), recorded.get("value")  # a resumed run keeps its best
+            self.metrics = recorded.get("eval") or {}
+
+    def consider(self, step: int, metrics: dict[str, Any], model: Any, log: Callable[[str], None]) -> None:
+        value = metrics.get(self.metric) if self.metric else None
+        if not isinstance(value, (int, float)) or (self.value is not None and value <= self.value):
+            return
+        folder = self.run_dir / self.FOLDER
+        model.save_pretrained(str(folder))
+        self.step, self.value = step, float(value)
+        self.metrics = {k: v for k, v in metrics.items() if k != "eval/samples"}
+        runs.update_status(self.run_dir, best={"metric": self.metric, "step": step, "value": self.value,
+                                               "eval": self.metrics, "kept": False})
+        log(f"[keep_best] step {step}: {self.metric} {value:.4g}, the best so far (saved in {folder.name}/)")
+
+    def restore(self, adapter_dir: Path, last_step: int, final: dict[str, Any], log: Callable[[str], None]
+                ) -> dict[str, Any] | None:
+        """Put the best adapter in `adapter_dir` when it beats the last step; returns its evaluation, else None."""
+        if not self.metric or self.value is None:
+            return None
+        last = final.get(self.metric)
+        if isinstance(last, (int, float)) and last >= self.value:
+            runs.update_status(self.run_dir, best={"metric": self.metric, "step": last_step, "value": float(last),
+                                                   "kept": True, "note": "the last step is the best"})
+            return None
+        import shutil
+
+        for item in (self.run_dir / self.FOLDER).iterdir():  # adapter weights and config; the tokenizer stays
+            shutil.copy2(item, adapter_dir / item.name)
+        runs.update_status(self.run_dir, best={"metric": self.metric, "step": self.step, "value": self.value,
+                                               "eval": self.metrics, "kept": True, "last_step": last_step,
+                                               "last_value": last})
+        log(f"[keep_best] adapter/ holds step {self.step} ({self.metric} {self.value:.4g}); the last step "
+            f"{last_step} scored {last}")
+        return {**self.metrics, "kept_best_step": self.step}
 
 
 def _health_callback(run_dir: Path, spec: RunSpec, log: Callable[[str], None]) -> Any:
