@@ -9,7 +9,7 @@ import pytest
 
 from app.engine.profile import SAMPLE_ROWS, answer_kind, final_answer, load_rows, profile_dataset
 
-GSM8K_FILE = Path("/work/shared/data/gsm8k/train.jsonl")
+GSM8K_FILE = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k" / "train.jsonl"  # ../shared beside the repository
 
 ARITHMETIC = [
     {"prompt": f"What is {a} + {b}? Reply with only the number.", "answer": str(a + b)}
