@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     auth = check_exposure(args)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    from app.engine.workbench import resolve_paths
+    from app.engine.core.folders import resolve_paths
 
     paths = resolve_paths(args.runs_dir, args.data_dir).ensure()
     os.environ["RFT_WORKBENCH_RUNS"] = str(paths.runs_dir)  # workers and notebooks started from here agree

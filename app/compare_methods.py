@@ -23,7 +23,7 @@ from pathlib import Path
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    from app.engine.method_compare import METHOD_KEYS, TASKS
+    from app.engine.evaluation.method_compare import METHOD_KEYS, TASKS
 
     p = argparse.ArgumentParser(prog="python -m app.compare_methods", description=__doc__.split("\n\n")[0])
     p.add_argument("--methods", default=",".join(METHOD_KEYS), help=f"comma-separated, from {','.join(METHOD_KEYS)}")
@@ -54,12 +54,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def config_from_args(args: argparse.Namespace):
-    from app.engine.method_compare import CompareConfig
+    from app.engine.evaluation.method_compare import CompareConfig
 
     if args.config:
         return CompareConfig.from_dict(json.loads(Path(args.config).read_text(encoding="utf-8")))
-    from app.engine.method_compare import CompareConfigError
-    from app.engine.stats import parse_seeds
+    from app.engine.evaluation.method_compare import CompareConfigError
+    from app.engine.evaluation.stats import parse_seeds
 
     try:
         seeds = parse_seeds(args.seeds) if args.seeds is not None else []
@@ -77,8 +77,8 @@ def config_from_args(args: argparse.Namespace):
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from app.engine import method_compare as mc
-    from app.engine.spec import SpecError
+    from app.engine.evaluation import method_compare as mc
+    from app.engine.core.spec import SpecError
 
     if args.show:
         print(mc.write_table(args.show))

@@ -47,8 +47,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from app.engine.runs import RunFolderError, check_resumable, check_run_target
-    from app.engine.spec import RunSpec, SpecError, field_help
+    from app.engine.core.runs import RunFolderError, check_resumable, check_run_target
+    from app.engine.core.spec import RunSpec, SpecError, field_help
 
     if args.help_spec:
         for name, text in field_help().items():
@@ -71,10 +71,10 @@ def main(argv: list[str] | None = None) -> int:
         else:
             spec = RunSpec.load(args.spec).with_overrides(overrides)
         if args.validate_only:
-            from app.engine.validation import check_run
+            from app.engine.core.validation import check_run
 
             if args.resume:
-                from app.engine.worker import check_resume
+                from app.engine.training.worker import check_resume
 
                 check_resume(run_dir, spec)
             else:
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
             check_run(spec)  # the same function every run calls before it creates its folder
             print("spec OK")
             return 0
-        from app.engine.worker import train
+        from app.engine.training.worker import train
 
         result = train(spec, run_dir=run_dir, runs_dir=runs_dir, resume=bool(args.resume),
                        progress_bar=not args.no_progress)
@@ -103,9 +103,9 @@ STATUS_METRICS = ("loss", "reward", "reward_std", "kl", "entropy", "completions/
 
 def print_status(run_dir: Path) -> int:
     """`--status RUN`: state, step, the last training metrics and evaluation, and the run's health alerts."""
-    from app.engine import runs
-    from app.engine.charts import eval_records, train_records
-    from app.engine.health import alert_line, health_alerts
+    from app.engine.core import runs
+    from app.engine.presentation.charts import eval_records, train_records
+    from app.engine.advice.health import alert_line, health_alerts
 
     if not (run_dir / "status.json").is_file():
         print(f"error: {run_dir} is not a run folder (it holds no status.json)", file=sys.stderr)
@@ -113,7 +113,7 @@ def print_status(run_dir: Path) -> int:
     status = runs.read_status(run_dir)
     spec: Any = None
     try:
-        from app.engine.spec import RunSpec
+        from app.engine.core.spec import RunSpec
 
         spec = RunSpec.load(run_dir / "spec.yaml")
     except Exception:  # a broken spec.yaml must not hide the status

@@ -37,9 +37,9 @@ def plain_trl(steps: int) -> dict:
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
-    from app.engine.cpu_kernels import ensure_trl_logprob_kernel
-    from app.engine.models import ensure_default_model
-    from app.engine.tasks import arithmetic_rows
+    from app.engine.training.cpu_kernels import ensure_trl_logprob_kernel
+    from app.engine.training.models import ensure_default_model
+    from app.engine.data.tasks import arithmetic_rows
 
     ensure_trl_logprob_kernel()  # TRL's Triton log-prob kernel is missing on CPU-only torch: without it step 1 fails
 
@@ -79,9 +79,9 @@ def plain_trl(steps: int) -> dict:
 
 
 def engine(steps: int, backend: str) -> dict:
-    from app.engine import runs
-    from app.engine.spec import RunSpec
-    from app.engine.worker import train
+    from app.engine.core import runs
+    from app.engine.core.spec import RunSpec
+    from app.engine.training.worker import train
 
     c = CONFIG
     spec = RunSpec.load(ROOT / "recipes" / "arithmetic-grpo.yaml").with_overrides([

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from app.engine import charts
+from app.engine.presentation import charts
 
 
 def grpo_records(steps: int = 4, with_eval: bool = True) -> list[dict]:

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from app import train as cli
-from app.engine import compare as cmp
-from app.engine import runs
-from app.engine.spec import RewardSpec, RunSpec
+from app.engine.evaluation import compare as cmp
+from app.engine.core import runs
+from app.engine.core.spec import RewardSpec, RunSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = str(ROOT / "recipes" / "arithmetic-grpo.yaml")
@@ -360,7 +360,7 @@ def test_sigterm_during_the_start_evaluation_stops_within_seconds(tiny_model_dir
 
 def test_a_stop_during_a_periodic_evaluation_stops_at_that_step_with_a_checkpoint(tiny_model_dir, tmp_path, capsys,
                                                                               monkeypatch):
-    from app.engine import evaluate as ev
+    from app.engine.evaluation import evaluate as ev
 
     real = ev.evaluate
     calls = []

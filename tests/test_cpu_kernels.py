@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from app.engine.cpu_kernels import TorchChunkedLogProb
+from app.engine.training.cpu_kernels import TorchChunkedLogProb
 
 
 def test_matches_log_softmax_and_entropy_with_gradients():

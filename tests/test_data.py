@@ -5,9 +5,9 @@ import json
 
 import pytest
 
-from app.engine.data import DataError, column_problem, load_data, load_source_rows, split_rows, to_trl_rows
-from app.engine.spec import DataSpec
-from app.engine.tasks import arithmetic_rows
+from app.engine.data.sources import DataError, column_problem, load_data, load_source_rows, split_rows, to_trl_rows
+from app.engine.core.spec import DataSpec
+from app.engine.data.tasks import arithmetic_rows
 
 
 def test_arithmetic_is_seeded_distinct_and_correct():
@@ -87,7 +87,7 @@ def test_column_problems_name_what_is_missing():
 
 
 def test_mixed_number_and_text_answers_become_text():
-    from app.engine.data import to_trl_dataset
+    from app.engine.data.sources import to_trl_dataset
 
     ds = to_trl_dataset([{"prompt": "a", "answer": 3}, {"prompt": "b", "answer": "4"}], "grpo")
     assert ds["answer"] == ["3", "4"]

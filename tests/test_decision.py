@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.engine.decision import (
+from app.engine.advice.decision import (
     PATH_COLOR,
     QUESTIONS,
     Answers,
@@ -13,8 +13,8 @@ from app.engine.decision import (
     tree_figure,
     tree_nodes,
 )
-from app.engine.profile import profile_dataset
-from app.engine.spec import RunSpec
+from app.engine.data.profile import profile_dataset
+from app.engine.core.spec import RunSpec
 
 BASE = dict(has_preferences=False, has_labels=True, verifiable=True)
 
@@ -203,7 +203,7 @@ def test_recommendations_cite_the_measured_comparison_where_it_applies() -> None
     """The leaves the method comparison bears on name its numbers and the page that holds them."""
     from pathlib import Path
 
-    from app.engine.decision import EVIDENCE, MEASURED_DOC
+    from app.engine.advice.decision import EVIDENCE, MEASURED_DOC
 
     assert (Path(__file__).resolve().parents[1] / MEASURED_DOC).exists()
     for leaf, answers, _method, _phrase in LEAF_CASES:

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from app.engine import runs
-from app.engine.data import column_problem, load_data, to_trl_dataset
-from app.engine.decision import Answers, recommend
-from app.engine.preferences import (
+from app.engine.core import runs
+from app.engine.data.sources import column_problem, load_data, to_trl_dataset
+from app.engine.advice.decision import Answers, recommend
+from app.engine.data.preferences import (
     SHIPPED_PAIRS,
     SHIPPED_PAIRS_N,
     PairError,
@@ -28,8 +28,8 @@ from app.engine.preferences import (
     to_trl_pairs,
     validate_pairs,
 )
-from app.engine.spec import RunSpec, SpecError
-from app.engine.tasks import arithmetic_pair_rows
+from app.engine.core.spec import RunSpec, SpecError
+from app.engine.data.tasks import arithmetic_pair_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "recipes" / "preference-dpo.yaml"
@@ -112,7 +112,7 @@ def test_record_choice_appends_pairs_and_keeps_ties_apart(tmp_path):
     assert judged_prompts(path) == {"Q"}
     with pytest.raises(PairError):
         record_choice(path, sample, "both")
-    from app.engine.preferences import next_unjudged
+    from app.engine.data.preferences import next_unjudged
 
     prompts = [[{"role": "user", "content": q}] for q in ("Q", "R", "Q", "S")]
     assert [next_unjudged(prompts, i, path) for i in range(4)] == [1, 1, 3, 3]
@@ -241,7 +241,7 @@ def tiny_dpo_spec(model_dir, source: str, **overrides) -> RunSpec:
 
 
 def test_tiny_dpo_run_writes_metrics_and_evaluations(tiny_model_dir, tmp_path):
-    from app.engine.worker import train
+    from app.engine.training.worker import train
 
     spec = tiny_dpo_spec(tiny_model_dir, "builtin:arithmetic_pairs", **{"data.task_params": "{n: 24}"})
     spec = spec.with_overrides(["rewards=[{name: numeric_answer}]"])
@@ -264,7 +264,7 @@ def test_tiny_dpo_run_writes_metrics_and_evaluations(tiny_model_dir, tmp_path):
 
 
 def test_pairs_from_append_pair_train_without_rewards(tiny_model_dir, tmp_path):
-    from app.engine.worker import train
+    from app.engine.training.worker import train
 
     path = tmp_path / "pairs.jsonl"
     for row in arithmetic_pair_rows(n=8):
@@ -283,7 +283,7 @@ def test_pairs_from_append_pair_train_without_rewards(tiny_model_dir, tmp_path):
 def test_sample_pair_gives_two_replies(tiny_model_dir):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from app.engine.preferences import sample_pair
+    from app.engine.data.preferences import sample_pair
 
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from app.engine import runs
-from app.engine.spec import RunSpec
+from app.engine.core import runs
+from app.engine.core.spec import RunSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 # Small but real: 1 prompt × 4 completions × 8 tokens per GRPO step, 4 held-out rows.

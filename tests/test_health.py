@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from app.engine import health
-from app.engine.spec import RewardSpec, RunSpec
+from app.engine.advice import health
+from app.engine.core.spec import RewardSpec, RunSpec
 
 
 def run(n: int, **series) -> list[dict]:

@@ -7,15 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from app.engine import method_compare as mc
-from app.engine import runs
-from app.engine.data import DataError, load_data
-from app.engine.evaluate import NO_ACCURACY, accuracy, correctness_reward, table_accuracy
-from app.engine.spec import DataSpec, RunSpec, SpecError
-from app.engine.splits import overlap, prompt_key
-from app.engine.stats import (bootstrap_difference, kept_step_seconds, parse_seeds, resolvable_difference,
+from app.engine.evaluation import method_compare as mc
+from app.engine.core import runs
+from app.engine.data.sources import DataError, load_data
+from app.engine.evaluation.evaluate import NO_ACCURACY, accuracy, correctness_reward, table_accuracy
+from app.engine.core.spec import DataSpec, RunSpec, SpecError
+from app.engine.data.splits import overlap, prompt_key
+from app.engine.evaluation.stats import (bootstrap_difference, kept_step_seconds, parse_seeds, resolvable_difference,
                               summarize_arm)
-from app.engine.tasks import arithmetic_key
+from app.engine.data.tasks import arithmetic_key
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> str:
@@ -83,7 +83,7 @@ def test_an_eval_size_the_data_cannot_spare_is_one_sentence(tmp_path):
 
 
 def test_the_profiler_counts_duplicates_by_the_split_key():
-    from app.engine.profile import profile_dataset
+    from app.engine.data.profile import profile_dataset
 
     rows = [{"prompt": "What is 1 + 1?", "answer": "2"}, {"prompt": "what is 1 +  1?", "answer": "2"},
             {"prompt": "What is 2 + 2?", "answer": "4"}]
@@ -93,7 +93,7 @@ def test_the_profiler_counts_duplicates_by_the_split_key():
 
 
 def test_compare_never_passes_training_rows_off_as_held_out(tmp_path):
-    from app.engine import compare as cmp
+    from app.engine.evaluation import compare as cmp
 
     run_dir = tmp_path / "run"
     run_dir.mkdir()
@@ -143,9 +143,9 @@ def test_weighted_rewards_do_not_change_accuracy():
 def test_step_time_excludes_the_periodic_evaluation(tiny_model_dir, tmp_path, monkeypatch):
     import time as real_time
 
-    from app.engine import callbacks as callbacks_module
-    from app.engine import evaluate as evaluate_module
-    from app.engine.worker import train
+    from app.engine.training import callbacks as callbacks_module
+    from app.engine.evaluation import evaluate as evaluate_module
+    from app.engine.training.worker import train
 
     class Clock:
         """The real clock, plus 100 s that pass during each evaluation (deterministic, no sleeping)."""
@@ -200,7 +200,7 @@ def test_train_time_counts_each_kept_step_once():
 
 # -- playground advantages ----------------------------------------------------------------------------------------
 def test_playground_advantages_follow_the_spec():
-    from app.engine import playground as pg
+    from app.engine.evaluation import playground as pg
 
     rows = pg.typed_rows("What is 2 + 2?", "4\n5\n4\n6", "4")
     funcs = [(pg.build_rewards([("numeric_answer", 1.0, {})])[0][0][0], 1.0)]
@@ -269,7 +269,7 @@ def test_a_single_seed_result_is_labelled_as_such(tiny_model_dir, tmp_path):
     headers, _rows = mc.results_table(mc.read_comparison(folder))
     assert "held-out accuracy (greedy, single seed)" in headers
     assert "single seed" in (folder / "table.md").read_text()
-    from app.engine.decision import EVIDENCE
+    from app.engine.advice.decision import EVIDENCE
 
     assert all("seed" in text for text in EVIDENCE.values())
 

@@ -5,8 +5,8 @@ import itertools
 
 import pytest
 
-from app.engine import runs
-from app.engine.spec import RunSpec, SpecError
+from app.engine.core import runs
+from app.engine.core.spec import RunSpec, SpecError
 
 
 def tiny_spec(model_dir, **training) -> RunSpec:
@@ -21,8 +21,8 @@ def tiny_spec(model_dir, **training) -> RunSpec:
 
 
 def test_keep_best_keeps_the_checkpoint_with_the_best_evaluation(tiny_model_dir, tmp_path, monkeypatch):
-    from app.engine import evaluate as evaluate_module
-    from app.engine.worker import train
+    from app.engine.evaluation import evaluate as evaluate_module
+    from app.engine.training.worker import train
 
     real = evaluate_module.evaluate
     accuracies = itertools.chain([0.0, 0.5, 0.9, 0.2], itertools.repeat(0.2))  # steps 0, 1, 2, 3: peak at step 2
@@ -53,7 +53,7 @@ def test_keep_best_needs_a_known_metric_and_periodic_evaluations(tiny_model_dir)
 
 
 def test_keep_best_on_real_evaluations_records_which_step_it_kept(tiny_model_dir, tmp_path):
-    from app.engine.worker import train
+    from app.engine.training.worker import train
 
     result = train(tiny_spec(tiny_model_dir, keep_best="eval/reward", max_steps=2), runs_dir=tmp_path,
                    progress_bar=False, log=lambda m: None)

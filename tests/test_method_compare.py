@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from app.engine import method_compare as mc
-from app.engine import runs
-from app.engine.spec import RunSpec
+from app.engine.evaluation import method_compare as mc
+from app.engine.core import runs
+from app.engine.core.spec import RunSpec
 
 TINY = [
     "data.task_params={n: 40}",
@@ -43,7 +43,7 @@ class _Exited:
 def in_process(outcomes: dict[str, str] | None = None, on_start=None):
     """A launcher that trains in this process; runs of a method in `outcomes` end in that state without training
     (as a crashed worker, or one that honoured a stop request, leaves its folder)."""
-    from app.engine.worker import train
+    from app.engine.training.worker import train
 
     def launch(run_dir: Path) -> _Exited:
         spec = RunSpec.load(run_dir / "spec.yaml")
@@ -123,8 +123,8 @@ def test_sft_adapter_initialises_the_grpo_model(tiny_model_dir, tmp_path):
     import torch
     from peft.utils import load_peft_weights
 
-    from app.engine.backend import choose_backend, load_model
-    from app.engine.worker import train
+    from app.engine.training.backend import choose_backend, load_model
+    from app.engine.training.worker import train
 
     sft_spec, grpo_spec = [s.spec for s in mc.build_stages(tiny_config(tiny_model_dir, steps=3), "sft_grpo")]
     result = train(sft_spec, runs_dir=tmp_path, progress_bar=False, log=lambda m: None)
@@ -144,7 +144,7 @@ def test_sft_adapter_initialises_the_grpo_model(tiny_model_dir, tmp_path):
 
 
 def test_init_adapter_of_other_lora_targets_is_refused_by_validation(tiny_model_dir, tmp_path):
-    from app.engine.worker import train
+    from app.engine.training.worker import train
 
     sft_spec, grpo_spec = [s.spec for s in mc.build_stages(tiny_config(tiny_model_dir, steps=2), "sft_grpo")]
     sft_spec = sft_spec.with_overrides(["lora.target_modules=[q_proj, v_proj]"])

@@ -5,8 +5,8 @@ import os
 
 import pytest
 
-from app.engine import models
-from app.engine.models import ModelNotFound, classify_model
+from app.engine.training import models
+from app.engine.training.models import ModelNotFound, classify_model
 
 
 def test_names_are_classified_without_loading(tiny_model_dir, tmp_path):
@@ -53,7 +53,7 @@ def test_auto_backend_avoids_unsloths_bf16_cpu_backend_without_native_bf16(monke
     fp32 there and says why, without importing Unsloth (which would patch TRL in this process)."""
     import sys
 
-    from app.engine import backend
+    from app.engine.training import backend
 
     monkeypatch.setenv("RFT_WORKBENCH_CPU_BF16", "0")
     if backend._device_name()[1]:

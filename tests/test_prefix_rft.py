@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from app.engine.prefix_rft import (
+from app.engine.methods.prefix_rft import (
     PrefixSettings,
     aggregate_loss,
     clipped_token_loss,
@@ -30,7 +30,7 @@ from app.engine.prefix_rft import (
     token_advantages,
     top_entropy_prefix_mask,
 )
-from app.engine.spec import RewardSpec, RunSpec
+from app.engine.core.spec import RewardSpec, RunSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPT = [{"role": "user", "content": "What is 12 + 7? Reply with only the number."}]
@@ -108,7 +108,7 @@ def test_prefix_cut_continues_the_assistant_turn_of_the_chat_template(tiny_model
 
 
 def test_prefix_cut_with_the_default_models_tokenizer():
-    from app.engine.models import default_model_dir
+    from app.engine.training.models import default_model_dir
 
     folder = default_model_dir()
     if not (folder / "tokenizer.json").exists():
@@ -199,7 +199,7 @@ def positional_reward(completions, **kwargs):
 @pytest.fixture(scope="module")
 def trainer(tiny_model_dir, tmp_path_factory):
     try:  # plain TRL on a CPU without Triton needs the PyTorch stand-in for its log-prob kernel
-        from app.engine.cpu_kernels import ensure_trl_logprob_kernel
+        from app.engine.training.cpu_kernels import ensure_trl_logprob_kernel
 
         ensure_trl_logprob_kernel()
     except ImportError:
@@ -208,7 +208,7 @@ def trainer(tiny_model_dir, tmp_path_factory):
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import GRPOConfig
 
-    from app.engine.prefix_rft import prefix_rft_trainer_class
+    from app.engine.methods.prefix_rft import prefix_rft_trainer_class
 
     torch.manual_seed(0)
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
@@ -334,7 +334,7 @@ def test_loss_survives_a_base_class_that_replaces_compute_loss(trainer, batch, m
     The Prefix-RFT class built on such a base must still run the Prefix-RFT loss (with its prefix masking)."""
     import trl
 
-    from app.engine.prefix_rft import prefix_rft_trainer_class
+    from app.engine.methods.prefix_rft import prefix_rft_trainer_class
 
     class ReplacedLoss(trl.GRPOTrainer):  # stands in for unsloth_compiled_cache's UnslothGRPOTrainer
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -404,8 +404,8 @@ def tiny_prefix_spec(model_dir, backend: str, steps: int) -> RunSpec:
 
 
 def test_worker_trains_prefix_rft_with_trl(tiny_model_dir, tmp_path):
-    from app.engine import runs
-    from app.engine.worker import train
+    from app.engine.core import runs
+    from app.engine.training.worker import train
 
     result = train(tiny_prefix_spec(tiny_model_dir, "trl", 2), runs_dir=tmp_path, progress_bar=False, log=lambda m: None)
     assert result.state == "finished", runs.read_status(result.run_dir).get("traceback")
@@ -421,7 +421,7 @@ def test_worker_trains_prefix_rft_with_trl(tiny_model_dir, tmp_path):
     a, b = re.search(r"What is (\d+) \+ (\d+)", step1[0]["prompt"]).groups()
     starts = [s["completion"].startswith(f"{a} + {b}") for s in step1]
     assert starts == [False, False, True, True]  # the last 2 of the group continue the worked answer
-    from app.engine.charts import prefix_figure
+    from app.engine.presentation.charts import prefix_figure
 
     names = [trace.name for trace in prefix_figure(runs.read_jsonl(result.run_dir / "metrics.jsonl")[0]).data]
     assert names == ["prefix/fraction_low", "prefix/fraction", "prefix/reward_prefixed", "prefix/reward_on_policy",
@@ -432,7 +432,7 @@ UNSLOTH_SCRIPT = r"""
 import json, sys
 from pathlib import Path
 sys.path.insert(0, sys.argv[3])
-from app.engine.backend import choose_backend
+from app.engine.training.backend import choose_backend
 info = choose_backend("unsloth")  # imports unsloth before trl, as the worker does
 import trl
 
@@ -443,8 +443,8 @@ def bypassed(*args, **kwargs):
 trl.GRPOTrainer.compute_loss = bypassed
 trl.GRPOTrainer._compute_loss = bypassed
 from tests.test_prefix_rft import tiny_prefix_spec
-from app.engine import runs
-from app.engine.worker import train
+from app.engine.core import runs
+from app.engine.training.worker import train
 result = train(tiny_prefix_spec(sys.argv[1], "unsloth", 1), runs_dir=Path(sys.argv[2]), progress_bar=False,
                log=lambda m: None)
 status = runs.read_status(result.run_dir)

@@ -5,8 +5,8 @@ import json
 import subprocess
 import sys
 
-from app.engine import runs
-from app.engine.spec import RunSpec
+from app.engine.core import runs
+from app.engine.core.spec import RunSpec
 
 
 def test_read_jsonl_tolerates_torn_last_line(tmp_path):

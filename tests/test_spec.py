@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from app.engine.spec import RewardSpec, RunSpec, SpecError, field_help
+from app.engine.core.spec import RewardSpec, RunSpec, SpecError, field_help
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 

@@ -81,7 +81,7 @@ def app_server(tmp_path_factory: pytest.TempPathFactory):
         time.sleep(1)
     info = {"url": url, "home": home, "runs_dir": runs_dir, "proc": proc}
     yield info
-    from app.engine import runs
+    from app.engine.core import runs
 
     for r in runs.list_runs(runs_dir):  # never leave a worker behind
         if r.state in runs.ACTIVE_STATES:
@@ -360,8 +360,8 @@ def test_collect_pairs_with_keyboard_shortcuts(page, app_server):
 def test_method_comparison_section_reopens_a_comparison_folder(page, app_server):
     """A comparison folder as `python -m app.compare_methods` leaves it (here written by hand: no training) shows as
     a table, held-out curves per method and the command; a bad setting is refused before anything starts."""
-    from app.engine import method_compare as mc
-    from app.engine import runs
+    from app.engine.evaluation import method_compare as mc
+    from app.engine.core import runs
 
     home = app_server["home"]
     entries = []

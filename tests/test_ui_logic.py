@@ -10,42 +10,44 @@ from pathlib import Path
 
 import pytest
 
-from app.engine import playground as pg
-from app.engine import runs, workbench
-from app.engine.spec import METHODS, RewardSpec, RunSpec, SpecError
+from app.engine.evaluation import playground as pg
+from app.engine.core import runs
+from app.engine.core import folders, processes, run_reader
+from app.engine.advice import presets
+from app.engine.core.spec import METHODS, RewardSpec, RunSpec, SpecError
 
 
 # -- folders -----------------------------------------------------------------------------------------------------------
 def test_paths_from_arguments_environment_and_defaults(tmp_path, monkeypatch):
     monkeypatch.delenv("RFT_WORKBENCH_HOME", raising=False)
-    p = workbench.resolve_paths(tmp_path / "r")
+    p = folders.resolve_paths(tmp_path / "r")
     assert p.runs_dir == (tmp_path / "r").resolve() and p.data_dir == tmp_path.resolve()
     assert p.preferences_file == tmp_path.resolve() / "preferences" / "pairs.jsonl"
     assert p.user_rewards_dir == tmp_path.resolve() / "user_rewards"
     monkeypatch.setenv("RFT_WORKBENCH_HOME", str(tmp_path / "home"))
-    assert workbench.resolve_paths(tmp_path / "r").data_dir == (tmp_path / "home").resolve()
-    assert workbench.resolve_paths(tmp_path / "r", tmp_path / "d").data_dir == (tmp_path / "d").resolve()
+    assert folders.resolve_paths(tmp_path / "r").data_dir == (tmp_path / "home").resolve()
+    assert folders.resolve_paths(tmp_path / "r", tmp_path / "d").data_dir == (tmp_path / "d").resolve()
     monkeypatch.setenv("RFT_WORKBENCH_RUNS", str(tmp_path / "env-runs"))
-    assert workbench.resolve_paths().runs_dir == (tmp_path / "env-runs").resolve()
+    assert folders.resolve_paths().runs_dir == (tmp_path / "env-runs").resolve()
 
 
 def test_only_the_apps_own_folders_are_served(tmp_path):
-    p = workbench.resolve_paths(tmp_path / "runs", tmp_path).ensure()
+    p = folders.resolve_paths(tmp_path / "runs", tmp_path).ensure()
     served = [Path(s) for s in p.served()]
     assert tmp_path.resolve() not in served  # never the whole data dir (it may be the user's working folder)
     assert all(s.is_dir() and tmp_path.resolve() in s.parents for s in served)
 
 
 def test_store_upload_keeps_a_lasting_copy(tmp_path):
-    p = workbench.resolve_paths(tmp_path / "runs", tmp_path).ensure()
+    p = folders.resolve_paths(tmp_path / "runs", tmp_path).ensure()
     upload = tmp_path / "tmp" / "my data.jsonl"
     upload.parent.mkdir()
     upload.write_text('{"prompt": "a", "answer": "1"}\n')
-    first = workbench.store_upload(upload, p)
+    first = folders.store_upload(upload, p)
     assert first.parent == p.datasets_dir and first.name == "my-data.jsonl"
-    assert workbench.store_upload(upload, p) == first  # same content, same file
+    assert folders.store_upload(upload, p) == first  # same content, same file
     upload.write_text('{"prompt": "b", "answer": "2"}\n')
-    second = workbench.store_upload(upload, p)
+    second = folders.store_upload(upload, p)
     assert second != first and second.read_text() == upload.read_text()
 
 
@@ -53,7 +55,7 @@ def test_store_upload_keeps_a_lasting_copy(tmp_path):
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("gpu", [False, True])
 def test_method_defaults_make_valid_specs(method, gpu):
-    spec = workbench.spec_with(RunSpec(rewards=[RewardSpec(name="numeric_answer")]), workbench.method_defaults(method, gpu))
+    spec = presets.spec_with(RunSpec(rewards=[RewardSpec(name="numeric_answer")]), presets.method_defaults(method, gpu))
     assert spec.method == method
     spec.validate(check_files=False)
 
@@ -66,12 +68,12 @@ def test_method_defaults_make_valid_specs(method, gpu):
     (dict(has_preferences=False, has_labels=False, verifiable=False), "dpo"),
 ])
 def test_recommended_spec_carries_the_recommendation_and_the_data(tmp_path, answers, method):
-    from app.engine.decision import Answers, recommend
+    from app.engine.advice.decision import Answers, recommend
 
     rec = recommend(Answers(**answers))
     pairs = tmp_path / "pairs.jsonl"
     data = {"source": "builtin:arithmetic", "task_params": {"n": 96}, "eval_size": 32, "format": "prompt_completion"}
-    spec = workbench.recommended_spec(rec, None, data, gpu=False, preferences_file=pairs)
+    spec = presets.recommended_spec(rec, None, data, gpu=False, preferences_file=pairs)
     assert spec.method == method
     if method == "dpo":  # no pairs in the data yet: the run reads the pairs the app collects
         assert spec.data.source == str(pairs)
@@ -84,14 +86,14 @@ def test_recommended_spec_carries_the_recommendation_and_the_data(tmp_path, answ
 
 def test_preference_spec_trains_dpo_on_the_collected_pairs(tmp_path):
     """The collection loop's 'Train DPO on these pairs' button: DPO defaults, the pairs file, no GRPO rewards."""
-    from app.engine.preferences import write_arithmetic_pairs
+    from app.engine.data.preferences import write_arithmetic_pairs
 
     pairs = tmp_path / "pairs.jsonl"
     write_arithmetic_pairs(pairs, n=40)
-    grpo = workbench.spec_with(None, workbench.method_defaults("grpo"))
-    spec = workbench.preference_spec(grpo.to_dict(), pairs, gpu=False)
+    grpo = presets.spec_with(None, presets.method_defaults("grpo"))
+    spec = presets.preference_spec(grpo.to_dict(), pairs, gpu=False)
     assert (spec.method, spec.data.source, spec.rewards) == ("dpo", str(pairs), [])
-    assert spec.training.learning_rate == workbench.method_defaults("dpo")["training"]["learning_rate"]
+    assert spec.training.learning_rate == presets.method_defaults("dpo")["training"]["learning_rate"]
     assert spec.problems() == []
 
 
@@ -99,14 +101,14 @@ def test_recommended_spec_refuses_a_method_it_cannot_train():
     from types import SimpleNamespace
 
     with pytest.raises(ValueError, match="not available"):
-        workbench.recommended_spec(SimpleNamespace(method="kto", spec_overrides={}))
+        presets.recommended_spec(SimpleNamespace(method="kto", spec_overrides={}))
 
 
 def test_merge_nested_and_spec_with_errors():
-    assert workbench.merge_nested({"a": {"b": 1, "c": 2}, "l": [1]}, {"a": {"b": 3}, "l": [2]}) == {
+    assert presets.merge_nested({"a": {"b": 1, "c": 2}, "l": [1]}, {"a": {"b": 3}, "l": [2]}) == {
         "a": {"b": 3, "c": 2}, "l": [2]}
     with pytest.raises(SpecError, match="training.max_stepz"):
-        workbench.spec_with(None, {"training": {"max_stepz": 3}})
+        presets.spec_with(None, {"training": {"max_stepz": 3}})
 
 
 # -- launching -----------------------------------------------------------------------------------------------------------
@@ -119,14 +121,14 @@ def fake_active_run(runs_dir: Path, name: str = "busy") -> Path:
 
 
 def test_a_second_run_is_refused_on_a_gpu_and_warned_about_on_a_cpu(tmp_path):
-    assert workbench.launch_check(tmp_path, gpu=True) is None
+    assert processes.launch_check(tmp_path, gpu=True) is None
     fake_active_run(tmp_path)
-    with pytest.raises(workbench.LaunchRefused, match="one run at a time holds it"):
-        workbench.launch_check(tmp_path, gpu=True)
-    assert "share this machine's CPU" in workbench.launch_check(tmp_path, gpu=False)
+    with pytest.raises(processes.LaunchRefused, match="one run at a time holds it"):
+        processes.launch_check(tmp_path, gpu=True)
+    assert "share this machine's CPU" in processes.launch_check(tmp_path, gpu=False)
     spec = RunSpec(rewards=[RewardSpec(name="numeric_answer")])
-    with pytest.raises(workbench.LaunchRefused):
-        workbench.start_run(spec, tmp_path, gpu=True)
+    with pytest.raises(processes.LaunchRefused):
+        processes.start_run(spec, tmp_path, gpu=True)
     assert len(runs.list_runs(tmp_path)) == 1  # nothing was created
 
 
@@ -137,22 +139,22 @@ def test_a_running_method_comparison_holds_the_gpu_between_its_runs(tmp_path):
 
     import psutil
 
-    from app.engine import method_compare as mc
+    from app.engine.evaluation import method_compare as mc
 
     folder = tmp_path / "data" / "comparisons" / "20261130-000000-arithmetic"
     folder.mkdir(parents=True)
     state = {"state": "running", "pid": os.getpid(), "pid_started_at": psutil.Process().create_time(), "methods": []}
     (folder / mc.COMPARISON_FILE).write_text(json.dumps(state))
-    with pytest.raises(workbench.LaunchRefused, match="method comparison"):
-        workbench.launch_check(tmp_path / "runs", gpu=True, data_dir=tmp_path / "data")
-    assert workbench.launch_check(tmp_path / "runs", gpu=False, data_dir=tmp_path / "data") is None
+    with pytest.raises(processes.LaunchRefused, match="method comparison"):
+        processes.launch_check(tmp_path / "runs", gpu=True, data_dir=tmp_path / "data")
+    assert processes.launch_check(tmp_path / "runs", gpu=False, data_dir=tmp_path / "data") is None
     (folder / mc.COMPARISON_FILE).write_text(json.dumps({**state, "state": "finished"}))
-    assert workbench.launch_check(tmp_path / "runs", gpu=True, data_dir=tmp_path / "data") is None
+    assert processes.launch_check(tmp_path / "runs", gpu=True, data_dir=tmp_path / "data") is None
 
 
 def test_an_invalid_spec_is_refused_before_anything_is_created(tmp_path):
     with pytest.raises(SpecError, match="GRPO needs at least one reward"):
-        workbench.start_run(RunSpec(rewards=[]), tmp_path, gpu=False)
+        processes.start_run(RunSpec(rewards=[]), tmp_path, gpu=False)
     assert not list(tmp_path.iterdir())
 
 
@@ -160,10 +162,10 @@ def test_start_run_returns_at_once_and_the_worker_writes_the_folder(tmp_path):
     bad = RunSpec(rewards=[RewardSpec(name="numeric_answer")], model="default")
     bad.data.source = "builtin:arithmetic"
     start = time.time()
-    run_dir, warning = workbench.start_run(bad, tmp_path, gpu=False, extra_args=["--validate-only"])
+    run_dir, warning = processes.start_run(bad, tmp_path, gpu=False, extra_args=["--validate-only"])
     assert time.time() - start < 5 and warning is None
     assert (run_dir / "spec.yaml").exists() and runs.read_status(run_dir)["state"] == "queued"
-    proc = workbench._PROCS[str(run_dir)]
+    proc = processes._PROCS[str(run_dir)]
     assert proc.wait(timeout=120) == 0
     assert "spec OK" in (run_dir / "train.log").read_text()
 
@@ -171,9 +173,9 @@ def test_start_run_returns_at_once_and_the_worker_writes_the_folder(tmp_path):
 def test_stop_and_resume_messages(tmp_path):
     run_dir = runs.create_run_dir(RunSpec(), tmp_path)
     runs.update_status(run_dir, state="finished")
-    assert "not running" in workbench.stop_run(run_dir)
-    with pytest.raises(workbench.LaunchRefused, match="finished"):
-        workbench.resume_run(run_dir, gpu=False)
+    assert "not running" in processes.stop_run(run_dir)
+    with pytest.raises(processes.LaunchRefused, match="finished"):
+        processes.resume_run(run_dir, gpu=False)
     import subprocess
 
     import psutil
@@ -183,9 +185,9 @@ def test_stop_and_resume_messages(tmp_path):
         active = runs.create_run_dir(RunSpec(name="active"), tmp_path)
         runs.update_status(active, state="running", pid=sleeper.pid,
                            pid_started_at=psutil.Process(sleeper.pid).create_time())
-        with pytest.raises(workbench.LaunchRefused, match="already running"):
-            workbench.resume_run(active, gpu=False)
-        assert "Stop requested" in workbench.stop_run(active)
+        with pytest.raises(processes.LaunchRefused, match="already running"):
+            processes.resume_run(active, gpu=False)
+        assert "Stop requested" in processes.stop_run(active)
         assert runs.stop_requested(active) and sleeper.wait(timeout=10) != 0  # SIGTERM reached the worker
     finally:
         sleeper.kill()
@@ -194,7 +196,7 @@ def test_stop_and_resume_messages(tmp_path):
 # -- reading runs --------------------------------------------------------------------------------------------------------
 def test_run_reader_reads_only_new_lines_and_tolerates_a_torn_line(tmp_path):
     run_dir = runs.create_run_dir(RunSpec(name="r"), tmp_path)
-    reader = workbench.RunReader()
+    reader = run_reader.RunReader()
     assert reader.snapshot(run_dir).records == []
     runs.append_jsonl(run_dir / "metrics.jsonl", {"step": 1, "loss": 1.0})
     with open(run_dir / "metrics.jsonl", "a") as f:
@@ -212,12 +214,12 @@ def test_run_reader_reads_only_new_lines_and_tolerates_a_torn_line(tmp_path):
 
 def test_samples_by_step_and_eval_samples():
     samples = [{"step": s, "index": i} for s in (2, 4) for i in range(2)]
-    assert workbench.sample_steps(samples) == [2, 4]
-    assert {s["step"] for s in workbench.samples_at(samples, None)} == {4}
-    assert {s["step"] for s in workbench.samples_at(samples, 3)} in ({2}, {4})
-    assert workbench.samples_at([], 1) == []
+    assert run_reader.sample_steps(samples) == [2, 4]
+    assert {s["step"] for s in run_reader.samples_at(samples, None)} == {4}
+    assert {s["step"] for s in run_reader.samples_at(samples, 3)} in ({2}, {4})
+    assert run_reader.samples_at([], 1) == []
     records = [{"step": 0, "eval/samples": [{"prompt": "p"}]}, {"step": 1, "loss": 1}]
-    assert workbench.eval_samples(records) == [{"prompt": "p", "step": 0}]
+    assert run_reader.eval_samples(records) == [{"prompt": "p", "step": 0}]
 
 
 def test_runs_table_choices_pick_and_log_tail(tmp_path):
@@ -225,16 +227,16 @@ def test_runs_table_choices_pick_and_log_tail(tmp_path):
     runs.update_status(old, state="finished", final_eval={"eval/accuracy": 0.5}, created_at=time.time() - 100)
     new = runs.create_run_dir(RunSpec(name="new"), tmp_path)
     runs.update_status(new, state="stopped")
-    headers, rows = workbench.runs_table(tmp_path)
+    headers, rows = run_reader.runs_table(tmp_path)
     assert headers[0] == "run" and [r[0] for r in rows] == ["new", "old"] and rows[1][5] == "50%"
-    assert [v for _, v in workbench.run_choices(tmp_path)] == [new.name, old.name]
-    assert workbench.pick_run(tmp_path) == new
+    assert [v for _, v in run_reader.run_choices(tmp_path)] == [new.name, old.name]
+    assert run_reader.pick_run(tmp_path) == new
     active = fake_active_run(tmp_path, "active")
     runs.update_status(active, created_at=time.time() - 1000)
-    assert workbench.pick_run(tmp_path) == active  # an active run wins over newer ones
+    assert run_reader.pick_run(tmp_path) == active  # an active run wins over newer ones
     (new / "train.log").write_text("x" * 100 + "\rprogress\n")
-    assert workbench.log_tail(new, chars=20).endswith("\nprogress\n")
-    assert workbench.log_tail(tmp_path / "missing") == ""
+    assert run_reader.log_tail(new, chars=20).endswith("\nprogress\n")
+    assert run_reader.log_tail(tmp_path / "missing") == ""
 
 
 # -- reward playground ---------------------------------------------------------------------------------------------------
@@ -354,7 +356,7 @@ def test_wizard_inputs_to_answers():
     answers = decide.answers_from_inputs(["No", "Yes", "Yes", "Not sure", "No", "64"], ["numeric_answer"])
     assert (answers.has_preferences, answers.has_labels, answers.verifiable, answers.reasoning_helps,
             answers.has_demonstrations, answers.n_examples) == (False, True, True, None, False, 64)
-    from app.engine.decision import recommend
+    from app.engine.advice.decision import recommend
 
     html = decide.recommendation_html(recommend(answers))
     assert "GRPO" in html and "<script" not in html
@@ -366,7 +368,7 @@ def test_status_and_samples_rendering(tmp_path):
     run_dir = runs.create_run_dir(RunSpec(name="<b>x</b>"), tmp_path)
     runs.update_status(run_dir, state="failed", error="boom <script>", traceback="Traceback...", step=3,
                        max_steps=10, started_at=time.time() - 65)
-    html = train.status_html(workbench.RunReader().snapshot(run_dir))
+    html = train.status_html(run_reader.RunReader().snapshot(run_dir))
     assert "failed" in html and "boom &lt;script&gt;" in html and "&lt;b&gt;x&lt;/b&gt;" in html and "1:0" in html
     frame = train.samples_frame([{"step": 1, "index": 0, "prompt": "p", "completion": "c",
                                   "rewards": {"numeric_answer": 1.0}, "advantage": 0.12345}])

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from app.engine import runs
-from app.engine.spec import RewardSpec, RunSpec
-from app.engine.worker import train
+from app.engine.core import runs
+from app.engine.core.spec import RewardSpec, RunSpec
+from app.engine.training.worker import train
 
 
 def tiny_spec(model_dir, method: str = "grpo", **overrides) -> RunSpec:
@@ -59,7 +59,7 @@ def test_stop_file_stops_at_the_next_step_with_a_checkpoint(tiny_model_dir, tmp_
     run_dir = runs.create_run_dir(spec, tmp_path)
     (run_dir / runs.STOP_FILE).write_text("now")
     # A stale STOP file from before the start is cleared; request the stop once training runs instead.
-    from app.engine import callbacks
+    from app.engine.training import callbacks
 
     original = callbacks.RunFolderCallback.on_step_begin
 

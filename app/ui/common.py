@@ -10,8 +10,8 @@ from typing import Any, Callable, Sequence
 import gradio as gr
 import pandas as pd
 
-from app.engine.spec import RunSpec
-from app.engine.workbench import WorkbenchPaths
+from app.engine.core.spec import RunSpec
+from app.engine.core.folders import WorkbenchPaths
 
 TAB_IDS = ("decide", "rewards", "train", "compare")
 
@@ -42,7 +42,7 @@ def default_spec_dict() -> dict[str, Any]:
     """The spec a fresh page starts from: GRPO on the built-in arithmetic task with the numeric_answer reward."""
     spec = RunSpec()
     spec.rewards = []
-    from app.engine.spec import RewardSpec
+    from app.engine.core.spec import RewardSpec
 
     spec.rewards.append(RewardSpec(name="numeric_answer", weight=1.0))
     return spec.to_dict()

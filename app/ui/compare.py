@@ -8,8 +8,9 @@ from typing import Any
 
 import gradio as gr
 
-from app.engine import compare as cmp
-from app.engine import runs, workbench
+from app.engine.evaluation import compare as cmp
+from app.engine.core import runs
+from app.engine.advice import presets
 from app.ui.common import UIContext, error, esc, frame, info, nonce, ok, progress_fn, warn
 
 HELD_OUT, TYPED = "Held-out rows of a run", "Prompts I type"
@@ -164,7 +165,7 @@ def build(ctx: UIContext) -> dict[str, Any]:
     def on_run(run: str | None) -> Any:
         if not run:
             return gr.skip()
-        from app.engine.spec import RunSpec, SpecError
+        from app.engine.core.spec import RunSpec, SpecError
 
         try:
             spec = RunSpec.load(ctx.paths.runs_dir / run / "spec.yaml")
@@ -281,7 +282,7 @@ def build(ctx: UIContext) -> dict[str, Any]:
 
     def prompts_for(mode: str, run: str | None, n: int, prompts: str, file: str | None
                     ) -> tuple[list[Any], str | None]:
-        from app.engine.data import prompt_messages
+        from app.engine.data.sources import prompt_messages
 
         rows, system = prompt_rows(mode, run, n, prompts, file)
         if not rows:
@@ -289,7 +290,7 @@ def build(ctx: UIContext) -> dict[str, Any]:
         return [prompt_messages(r, system) for r in rows], system
 
     def sample_next(state: dict[str, Any], progress: gr.Progress | None = None) -> tuple[Any, ...]:
-        from app.engine.preferences import next_unjudged, sample_pair
+        from app.engine.data.preferences import next_unjudged, sample_pair
 
         state["index"] = next_unjudged(state["prompts"], state["index"], ctx.paths.preferences_file)
         if state["index"] >= len(state["prompts"]):
@@ -323,7 +324,7 @@ def build(ctx: UIContext) -> dict[str, Any]:
 
     def judge(choice: str) -> Any:
         def handler(state: dict[str, Any] | None, progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:
-            from app.engine.preferences import PairError, PairSample, record_choice
+            from app.engine.data.preferences import PairError, PairSample, record_choice
 
             if not state or not state.get("sample"):
                 return (gr.skip(), gr.skip(), *[gr.skip()] * 4, warn("Sample A and B first."))
@@ -348,7 +349,7 @@ def build(ctx: UIContext) -> dict[str, Any]:
         button.click(judge(choice), collect_state, col_outputs, concurrency_limit=1, concurrency_id="inference")
 
     def pairs_count_html() -> str:
-        from app.engine.preferences import count_pairs
+        from app.engine.data.preferences import count_pairs
 
         n = count_pairs(ctx.paths.preferences_file)
         return info(f"<b>{n}</b> preference pair(s) collected in <code>{esc(ctx.paths.preferences_file)}</code>.")
@@ -356,13 +357,13 @@ def build(ctx: UIContext) -> dict[str, Any]:
     c["col_status"].change(pairs_count_html, None, c["col_count"], show_progress="hidden")
 
     def train_on_pairs(spec: dict[str, Any]) -> tuple[Any, ...]:
-        from app.engine.preferences import count_pairs
+        from app.engine.data.preferences import count_pairs
 
         n = count_pairs(ctx.paths.preferences_file)
         if n == 0:
             return gr.skip(), gr.skip(), gr.skip(), warn("No pairs yet: judge a few A/B samples first.")
         try:
-            new_spec = workbench.preference_spec(spec, ctx.paths.preferences_file)
+            new_spec = presets.preference_spec(spec, ctx.paths.preferences_file)
         except Exception as exc:  # a SpecError from the working spec
             return gr.skip(), gr.skip(), gr.skip(), error(f"Could not pre-fill the DPO run: {esc(exc)}")
         gr.Info(f"DPO run pre-filled on {n} pair(s): check it and launch in 3 · Train.")

@@ -8,8 +8,10 @@ from typing import Any
 
 import gradio as gr
 
-from app.engine import decision, workbench
-from app.engine.spec import METHODS, RL_METHODS
+from app.engine.advice import decision
+from app.engine.core import folders
+from app.engine.advice import presets
+from app.engine.core.spec import METHODS, RL_METHODS
 from app.ui.common import UIContext, error, esc, frame, md_escape, nonce, ok, warn
 
 # Built-in tasks offered in the wizard: label → (source, task_params, eval_size).
@@ -176,7 +178,7 @@ def build(ctx: UIContext) -> dict[str, Any]:
 
     def profile(source: str, label: str, task_params: dict[str, Any], eval_size: int,
                 rows: list[dict[str, Any]]) -> tuple[Any, ...]:
-        from app.engine.profile import profile_dataset
+        from app.engine.data.profile import profile_dataset
 
         prof = profile_dataset(rows)
         answers, reasons = decision.answers_from_profile(prof)
@@ -195,7 +197,7 @@ def build(ctx: UIContext) -> dict[str, Any]:
     def from_upload(path: str | None) -> tuple[Any, ...]:
         if not path:
             return tuple(gr.skip() for _ in prof_outputs)
-        from app.engine.profile import load_rows
+        from app.engine.data.profile import load_rows
 
         name = Path(path).name
         try:
@@ -205,7 +207,7 @@ def build(ctx: UIContext) -> dict[str, Any]:
             return (error(f"Could not read <b>{esc(name)}</b>: {esc(str(exc).replace(str(path), name))}"),
                     _preview([]), "", *[gr.skip()] * len(BOOL_QUESTIONS), gr.skip(), {})
         try:
-            stored = workbench.store_upload(path, ctx.paths)
+            stored = folders.store_upload(path, ctx.paths)
         except OSError as exc:
             gr.Warning(f"Could not store {name}: {exc}")
             return (error(esc(str(exc))), _preview([]), "", *[gr.skip()] * len(BOOL_QUESTIONS), gr.skip(), {})
@@ -215,7 +217,7 @@ def build(ctx: UIContext) -> dict[str, Any]:
         if not label or label not in BUILTIN_CHOICES:
             gr.Info("Pick a built-in task first.")
             return tuple(gr.skip() for _ in prof_outputs)
-        from app.engine.data import load_source_rows
+        from app.engine.data.sources import load_source_rows
 
         source, params, eval_size = BUILTIN_CHOICES[label]
         rows = load_source_rows(source, task_params=params)
@@ -239,7 +241,7 @@ def build(ctx: UIContext) -> dict[str, Any]:
             return gr.skip(), gr.skip(), gr.skip(), warn(f"{esc(method)} is not trainable in this version.")
         collect = method == "dpo" and data.get("format") != "preference"  # no pairs yet: collect them first
         try:
-            new_spec = workbench.recommended_spec(rec, spec, data, preferences_file=ctx.paths.preferences_file)
+            new_spec = presets.recommended_spec(rec, spec, data, preferences_file=ctx.paths.preferences_file)
         except Exception as exc:  # a SpecError from the recommendation's overrides
             return gr.skip(), gr.skip(), gr.skip(), error(f"Could not pre-fill the run: {esc(exc)}")
         name = decision.METHOD_NAMES[method]

@@ -11,10 +11,11 @@ from typing import Any
 
 import gradio as gr
 
-from app.engine import charts, workbench
-from app.engine import method_compare as mc
-from app.engine.spec import SpecError
-from app.engine.stats import parse_seeds
+from app.engine.presentation import charts
+from app.engine.core import processes
+from app.engine.evaluation import method_compare as mc
+from app.engine.core.spec import SpecError
+from app.engine.evaluation.stats import parse_seeds
 from app.ui.common import UIContext, error, esc, frame, info, ok, warn
 
 POLL_SECONDS = 3.0
@@ -129,8 +130,8 @@ def build(ctx: UIContext) -> dict[str, Any]:
         try:
             config = config_from_inputs(*values)
             mc.build_plan(config)  # every method's spec checked before anything starts
-            warning = workbench.launch_check(ctx.paths.runs_dir)
-        except (mc.CompareConfigError, SpecError, workbench.LaunchRefused) as exc:
+            warning = processes.launch_check(ctx.paths.runs_dir)
+        except (mc.CompareConfigError, SpecError, processes.LaunchRefused) as exc:
             gr.Warning(f"Not started: {exc}")
             return gr.skip(), error(f"Not started: {esc(exc)}")
         running = [f for f in mc.list_comparisons(ctx.paths.data_dir) if mc.read_state(f).get("state") in mc.ACTIVE]

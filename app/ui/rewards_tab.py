@@ -8,7 +8,7 @@ from typing import Any
 
 import gradio as gr
 
-from app.engine import playground as pg
+from app.engine.evaluation import playground as pg
 from app.ui.common import UIContext, error, esc, frame, nonce, ok, pre, progress_fn, warn
 
 TYPED, DATASET, SAMPLED = "Completions I type", "Rows of the dataset", "Sampled from a model"
@@ -238,7 +238,7 @@ def build(ctx: UIContext) -> dict[str, Any]:
 
     def use(spec: dict[str, Any], weights: Any, use_mine: bool, code: str, user_name: str,
             user_weight: float) -> tuple[Any, ...]:
-        from app.engine import workbench
+        from app.engine.advice import presets
 
         try:
             builtins = pg.parse_reward_rows(_table_rows(weights))
@@ -250,7 +250,7 @@ def build(ctx: UIContext) -> dict[str, Any]:
                 raise pg.PlaygroundError("Pick at least one reward.")
             data = dict(spec or {})
             data["rewards"] = specs
-            new_spec = workbench.spec_with(data, {})
+            new_spec = presets.spec_with(data, {})
         except rewards.RewardCodeError as exc:
             return gr.skip(), gr.skip(), gr.skip(), code_error_html(exc, "Not used: ")
         except Exception as exc:
@@ -281,7 +281,7 @@ def build(ctx: UIContext) -> dict[str, Any]:
                                                c["user_name"], c["use_mine"]], show_progress="hidden")
 
     def load() -> tuple[Any, ...]:
-        from app.engine.compare import available_models
+        from app.engine.evaluation.compare import available_models
 
         refs = available_models(ctx.paths.runs_dir, checkpoints=False)
         choices = [(r.label, r.key) for r in refs]

@@ -10,7 +10,7 @@ from typing import Any
 
 import gradio as gr
 
-from app.engine.workbench import WorkbenchPaths, resolve_paths
+from app.engine.core.folders import WorkbenchPaths, resolve_paths
 from app.ui import compare, decide, methods, rewards_tab, train
 from app.ui.common import UIContext, default_spec_dict
 

@@ -12,9 +12,13 @@ from typing import Any
 
 import gradio as gr
 
-from app.engine import charts, health, runs, workbench
-from app.engine.splits import split_sentence
-from app.engine.spec import (BACKENDS, DPO_LOSS_TYPES, GRPO_LOSS_TYPES, METHODS, RL_METHODS, RunSpec, SpecError,
+from app.engine.presentation import charts
+from app.engine.advice import health
+from app.engine.core import runs
+from app.engine.core import folders, processes, run_reader
+from app.engine.advice import presets
+from app.engine.data.splits import split_sentence
+from app.engine.core.spec import (BACKENDS, DPO_LOSS_TYPES, GRPO_LOSS_TYPES, METHODS, RL_METHODS, RunSpec, SpecError,
                              field_help)
 from app.ui.common import UIContext, alerts_html, error, esc, frame, info, nonce, ok, pre, warn
 
@@ -130,7 +134,7 @@ def spec_problems_html(spec: RunSpec) -> str:
     return warn("<br>".join(f"<b>{esc(p.field)}</b>: {esc(p.problem)}" for p in problems[:6]))
 
 
-def dataset_choices(paths: workbench.WorkbenchPaths) -> list[str]:
+def dataset_choices(paths: folders.WorkbenchPaths) -> list[str]:
     out = ["builtin:arithmetic"]
     if paths.datasets_dir.exists():
         out += [str(p) for p in sorted(paths.datasets_dir.iterdir()) if p.suffix.lower() in (
@@ -147,7 +151,7 @@ def _duration(seconds: float | None) -> str:
         f"{seconds // 60}:{seconds % 60:02d}"
 
 
-def status_html(snap: workbench.RunSnapshot) -> str:
+def status_html(snap: run_reader.RunSnapshot) -> str:
     """The run's headline: state, progress bar, backend/device, timing, latest numbers, and any error."""
     st = snap.status
     state = st.get("state", "unknown")
@@ -250,7 +254,7 @@ def build(ctx: UIContext) -> dict[str, Any]:
                 c["cli_md"] = gr.Markdown(
                     "Same run from a terminal or notebook: save the YAML as `spec.yaml`, then "
                     "`python -m app.train spec.yaml` — or in Python: "
-                    "`train(RunSpec.load('spec.yaml'))` (`from app.engine.worker import train`).",
+                    "`train(RunSpec.load('spec.yaml'))` (`from app.engine.training.worker import train`).",
                     elem_classes=["wb-small"])
         c["valid_html"] = gr.HTML("", elem_id="train-valid")
     fields = [c[path] for path, *_ in FIELDS]  # FIELDS order (the layout above goes section by section)
@@ -294,7 +298,7 @@ def build(ctx: UIContext) -> dict[str, Any]:
     with gr.Accordion("Worker log (train.log)", open=False):
         c["log"] = gr.Textbox("", lines=12, max_lines=30, show_label=False, interactive=False, elem_id="train-log")
     with gr.Accordion("All runs", open=False):
-        c["runs_table"] = gr.Dataframe(value=frame(*workbench.runs_table(ctx.paths.runs_dir)), interactive=False,
+        c["runs_table"] = gr.Dataframe(value=frame(*run_reader.runs_table(ctx.paths.runs_dir)), interactive=False,
                                        elem_id="train-runs-table", max_height=320,
                                        label="Click a row to open its charts")
         with gr.Row():
@@ -314,9 +318,9 @@ def build(ctx: UIContext) -> dict[str, Any]:
           show_progress="hidden")
 
     def on_method(spec: dict[str, Any], method: str) -> tuple[Any, ...]:
-        changes = workbench.method_defaults(method, workbench.gpu_available())
+        changes = presets.method_defaults(method, processes.gpu_available())
         try:
-            new = workbench.spec_with(spec, changes)
+            new = presets.spec_with(spec, changes)
         except SpecError as exc:
             return gr.skip(), gr.skip(), warn(esc(exc))
         return new.to_dict(), nonce(), info(f"Defaults for {method.upper()} on this hardware applied.")
@@ -358,12 +362,12 @@ def build(ctx: UIContext) -> dict[str, Any]:
     def launch(spec: dict[str, Any], *values: Any) -> tuple[Any, ...]:
         try:
             new = form_to_spec(spec, list(values))
-            run_dir, warning = workbench.start_run(new, ctx.paths.runs_dir, data_dir=ctx.paths.data_dir)
+            run_dir, warning = processes.start_run(new, ctx.paths.runs_dir, data_dir=ctx.paths.data_dir)
         except SpecError as exc:
             gr.Warning(f"Not launched: {exc}")
             return (gr.skip(), gr.skip(), error(f"Not launched — <b>{esc(exc.field)}</b>: {esc(exc.problem)}"),
                     gr.skip())
-        except workbench.LaunchRefused as exc:
+        except processes.LaunchRefused as exc:
             gr.Warning(str(exc))
             return gr.skip(), gr.skip(), error(f"Not launched: {esc(exc)}"), gr.skip()
         except Exception as exc:  # the worker could not even start (disk full, permissions...)
@@ -374,7 +378,7 @@ def build(ctx: UIContext) -> dict[str, Any]:
         if warning:
             message += warn(esc(warning))
         gr.Info(f"Run {run_dir.name} launched")
-        return (gr.Dropdown(choices=workbench.run_choices(ctx.paths.runs_dir), value=run_dir.name), new.to_dict(),
+        return (gr.Dropdown(choices=run_reader.run_choices(ctx.paths.runs_dir), value=run_dir.name), new.to_dict(),
                 message, gr.Accordion(open=False))
 
     c["launch_btn"].click(launch, [ctx.spec] + fields, [c["run"], ctx.spec, c["action_html"], setup],
@@ -383,7 +387,7 @@ def build(ctx: UIContext) -> dict[str, Any]:
     def stop(run: str | None) -> str:
         if not run:
             return warn("No run selected.")
-        return info(esc(workbench.stop_run(ctx.paths.runs_dir / run)))
+        return info(esc(processes.stop_run(ctx.paths.runs_dir / run)))
 
     c["stop_btn"].click(stop, c["run"], c["action_html"])
 
@@ -391,8 +395,8 @@ def build(ctx: UIContext) -> dict[str, Any]:
         if not run:
             return warn("No run selected.")
         try:
-            warning = workbench.resume_run(ctx.paths.runs_dir / run, data_dir=ctx.paths.data_dir)
-        except workbench.LaunchRefused as exc:
+            warning = processes.resume_run(ctx.paths.runs_dir / run, data_dir=ctx.paths.data_dir)
+        except processes.LaunchRefused as exc:
             gr.Warning(str(exc))
             return error(esc(exc))
         return ok(f"Resuming {esc(run)} from its last checkpoint.") + (warn(esc(warning)) if warning else "")
@@ -416,15 +420,15 @@ def build(ctx: UIContext) -> dict[str, Any]:
         if not (run_dir / "spec.yaml").exists():
             return (error(f"Run folder {esc(run)} is gone."), *[gr.skip()] * (len(live_outputs) - 3),
                     {"run": None, "version": None}, gr.skip())
-        snap = workbench.READER.snapshot(run_dir)
+        snap = run_reader.READER.snapshot(run_dir)
         key = [run, list(snap.version)]
         if not force and state.get("version") == key:
             return tuple(gr.skip() for _ in live_outputs)
         figs = charts.dashboard(snap.records, snap.method)
         alerts = health.health_alerts(snap.records, snap.spec, snap.samples)
-        steps = workbench.sample_steps(snap.samples)
+        steps = run_reader.sample_steps(snap.samples)
         picked = None if (follow or force or state.get("run") != run) else state.get("step")
-        samples = workbench.samples_at(snap.samples, picked)
+        samples = run_reader.samples_at(snap.samples, picked)
         shown = samples[0]["step"] if samples else 0
         slider = gr.Slider(minimum=0, maximum=max(steps[-1] if steps else 1, 1), value=shown, step=1,
                            interactive=len(steps) > 1)
@@ -434,8 +438,8 @@ def build(ctx: UIContext) -> dict[str, Any]:
         method_plot = gr.Plot(figs["method"], visible=figs["method"] is not None)  # e.g. Prefix-RFT's schedule
         return (status_html(snap), figs["reward"], figs["eval"], figs["dynamics"], method_plot,
                 alerts_html(alerts, judged),
-                samples_frame(samples), slider, eval_samples_frame(workbench.eval_samples(snap.records)),
-                workbench.log_tail(run_dir), gr.Button(interactive=active),
+                samples_frame(samples), slider, eval_samples_frame(run_reader.eval_samples(snap.records)),
+                run_reader.log_tail(run_dir), gr.Button(interactive=active),
                 gr.Button(interactive=state_name in ("stopped", "failed")),
                 {"run": run, "version": key, "step": None if picked is None else shown},
                 True if force else gr.skip())
@@ -448,8 +452,8 @@ def build(ctx: UIContext) -> dict[str, Any]:
     def pick_step(run: str | None, state: dict[str, Any], step: float) -> tuple[Any, ...]:
         if not run:
             return gr.skip(), gr.skip(), gr.skip()
-        snap = workbench.READER.snapshot(ctx.paths.runs_dir / run)
-        samples = workbench.samples_at(snap.samples, int(step))
+        snap = run_reader.READER.snapshot(ctx.paths.runs_dir / run)
+        samples = run_reader.samples_at(snap.samples, int(step))
         shown = samples[0]["step"] if samples else int(step)
         return samples_frame(samples), False, {**(state or {}), "run": run, "step": shown}
 
@@ -464,10 +468,10 @@ def build(ctx: UIContext) -> dict[str, Any]:
     c["follow"].input(follow_latest, live_inputs, live_outputs, show_progress="hidden")
 
     def refresh(current: str | None) -> tuple[Any, ...]:
-        choices = workbench.run_choices(ctx.paths.runs_dir)
+        choices = run_reader.run_choices(ctx.paths.runs_dir)
         names = [v for _, v in choices]
         return (gr.Dropdown(choices=choices, value=current if current in names else (names[0] if names else None)),
-                frame(*workbench.runs_table(ctx.paths.runs_dir)))
+                frame(*run_reader.runs_table(ctx.paths.runs_dir)))
 
     c["refresh_btn"].click(refresh, c["run"], [c["run"], c["runs_table"]])
 
@@ -494,10 +498,10 @@ def build(ctx: UIContext) -> dict[str, Any]:
 
     def load() -> tuple[Any, ...]:
         """On page load (and reload): list runs and re-attach to the active (else newest) run."""
-        choices = workbench.run_choices(ctx.paths.runs_dir)
-        picked = workbench.pick_run(ctx.paths.runs_dir)
+        choices = run_reader.run_choices(ctx.paths.runs_dir)
+        picked = run_reader.pick_run(ctx.paths.runs_dir)
         return (gr.Dropdown(choices=choices, value=picked.name if picked else None),
-                frame(*workbench.runs_table(ctx.paths.runs_dir)))
+                frame(*run_reader.runs_table(ctx.paths.runs_dir)))
 
     c["_load"] = (load, [c["run"], c["runs_table"]])
     c["_fill"] = (fill, fill_outputs)
@@ -518,7 +522,7 @@ def _field_component(path: str, kind: str, label: str, help_text: str, ctx: UICo
     if kind == "dpoloss":
         return gr.Dropdown(list(DPO_LOSS_TYPES), value=value, **common)
     if kind == "schedule":
-        from app.engine.validation import PREFIX_SCHEDULES
+        from app.engine.core.validation import PREFIX_SCHEDULES
 
         return gr.Dropdown(list(PREFIX_SCHEDULES), value=value, **common)
     if kind == "model":

@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from app.engine.models import ModelNotFound, classify_model
-from app.engine.spec import BACKENDS, DTYPES, GRPO_LOSS_TYPES, METHODS, RL_METHODS, SCALE_REWARDS, RunSpec, SpecError
+from app.engine.training.models import ModelNotFound, classify_model
+from app.engine.core.spec import BACKENDS, DTYPES, GRPO_LOSS_TYPES, METHODS, RL_METHODS, SCALE_REWARDS, RunSpec, SpecError
 
 
 KEEP_BEST_METRICS = ("eval/accuracy", "eval/reward", "eval/preference_accuracy")  # higher is better
@@ -210,7 +210,7 @@ def init_adapter_problems(spec: RunSpec, check_files: bool = True) -> list[SpecE
             problems.append(SpecError(label, f"must match the init adapter's {key} ({config.get(key)}), got {ours}"))
     theirs = config.get("target_modules")
     if theirs is not None:
-        from app.engine.backend import lora_targets
+        from app.engine.training.backend import lora_targets
 
         wanted = lora_targets(spec.lora)
         theirs_set = {theirs} if isinstance(theirs, str) else set(theirs)
@@ -235,7 +235,7 @@ def demonstration_problem(column: str, rows: list[dict]) -> str | None:
 
 def dpo_problems(spec: RunSpec) -> list[SpecError]:
     """Checks of the `dpo` section (TRL DPOConfig values that would fail at trainer construction or train badly)."""
-    from app.engine.spec import DPO_LOSS_TYPES
+    from app.engine.core.spec import DPO_LOSS_TYPES
 
     problems: list[SpecError] = []
     d = spec.dpo
@@ -362,7 +362,7 @@ def data_problems(spec: RunSpec) -> list[SpecError]:
 
 def _check_data(spec: RunSpec) -> tuple[list[SpecError], Any]:
     """(problems, the LoadedData when there are none)."""
-    from app.engine.data import DataError, column_problem, load_data, load_source_rows, row_locations
+    from app.engine.data.sources import DataError, column_problem, load_data, load_source_rows, row_locations
 
     d = spec.data
     method = "grpo" if spec.method == "prefix_rft" else spec.method
@@ -404,7 +404,7 @@ def check_run(spec: RunSpec) -> None:
     import contextlib
 
     import rewards
-    from app.engine.worker import build_rewards, dry_run_rewards
+    from app.engine.training.worker import build_rewards, dry_run_rewards
 
     with contextlib.ExitStack() as cleanup:  # sandboxed rewards run in worker processes: always stop them
         try:

@@ -18,7 +18,7 @@ import unicodedata
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Sequence
 
-from app.engine.tasks import TASK_KEYS
+from app.engine.data.tasks import TASK_KEYS
 
 KeyFn = Callable[[dict[str, Any]], str]
 _SPACE = re.compile(r"\s+")

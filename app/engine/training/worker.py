@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from app.engine import runs
-from app.engine.spec import RunSpec, SpecError
+from app.engine.core import runs
+from app.engine.core.spec import RunSpec, SpecError
 
 
 @dataclass
@@ -92,7 +92,7 @@ def dry_run_rewards(funcs: list[Any], rows: list[dict[str, Any]], system_prompt:
     """Call every reward on ~8 rows (their reference completions) before any model is loaded, in the form GRPO
     will call it: chat-form prompts (with the system prompt) and completions, and the dataset's other columns."""
     import rewards
-    from app.engine.data import to_trl_rows
+    from app.engine.data.sources import to_trl_rows
 
     sample = []
     for row, trl_row in zip(rows[:8], to_trl_rows(rows[:8], "grpo", system_prompt)):
@@ -132,7 +132,7 @@ def train(
     SpecError for the spec, its data or rewards (`validation.check_run`, the same check as `--validate-only`), and
     RunFolderError for the folder (occupied, not writable, or not resumable: finished, or its worker alive). On
     resume, `spec` (the run's spec.yaml with any overrides) is written to the folder only once all checks passed."""
-    from app.engine.validation import check_run
+    from app.engine.core.validation import check_run
 
     error_log = error_log or _say_error
     status: dict[str, Any] = {}
@@ -230,7 +230,7 @@ def _train(
     spec: RunSpec, run_dir: Path, resume: bool, stop: StopFlag, progress_bar: bool, log: Callable[[str], None],
     cleanup: contextlib.ExitStack,
 ) -> RunResult:
-    from app.engine.backend import check_backend_request, choose_backend
+    from app.engine.training.backend import check_backend_request, choose_backend
 
     problem = check_backend_request(spec)
     if problem:
@@ -239,13 +239,13 @@ def _train(
     runs.update_status(run_dir, backend=info.name, device=info.device, dtype=info.dtype, backend_reason=info.reason)
     log(f"Backend: {info.name} on {info.device} ({info.dtype}); {info.reason}")
     if info.name == "trl":
-        from app.engine.cpu_kernels import ensure_trl_logprob_kernel
+        from app.engine.training.cpu_kernels import ensure_trl_logprob_kernel
 
         ensure_trl_logprob_kernel()
 
-    from app.engine.data import load_data, to_trl_dataset
-    from app.engine.evaluate import EvaluationStopped, correctness_reward, evaluate
-    from app.engine.models import resolve_model
+    from app.engine.data.sources import load_data, to_trl_dataset
+    from app.engine.evaluation.evaluate import EvaluationStopped, correctness_reward, evaluate
+    from app.engine.training.models import resolve_model
 
     data = load_data(spec.data)
     if data.split is not None:  # what was held out, and which training rows were left out as repeats of it
@@ -261,7 +261,7 @@ def _train(
     _check_stop(stop, "before loading the model")
     model_path = resolve_model(spec.model, progress=lambda f, m: log(f"[model {f:.0%}] {m}"))
     runs.update_status(run_dir, model_path=model_path)
-    from app.engine.backend import load_model
+    from app.engine.training.backend import load_model
 
     model, tokenizer, peft_cfg = load_model(spec, info, model_path)
     _check_stop(stop, "while loading the model")  # a signal during the load is only noted by the handler
@@ -269,7 +269,7 @@ def _train(
     eval_tokens = spec.logging.eval_max_new_tokens or spec.generation.max_completion_length
 
     if spec.method == "dpo":  # pairs with an implicit prompt get an explicit one: evaluation prompts with it
-        from app.engine.preferences import normalize_pair, worker_eval
+        from app.engine.data.preferences import normalize_pair, worker_eval
 
         data.eval = [normalize_pair(row) for row in data.eval]
 
@@ -302,7 +302,7 @@ def _train(
 
     train_ds = to_trl_dataset(data.train, spec.method, spec.data.system_prompt)
     trainer = _build_trainer(spec, info, model, tokenizer, peft_cfg, train_ds, funcs, weights, run_dir)
-    from app.engine.callbacks import ProgressBarCallback, RunFolderCallback
+    from app.engine.training.callbacks import ProgressBarCallback, RunFolderCallback
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     import rewards
@@ -428,11 +428,11 @@ class BestKeeper:
 
 
 def _health_callback(run_dir: Path, spec: RunSpec, log: Callable[[str], None]) -> Any:
-    """A TrainerCallback that logs each health alert (app.engine.health, as the app shows them) once, when it first
+    """A TrainerCallback that logs each health alert (app.engine.advice.health, as the app shows them) once, when it first
     fires."""
     from transformers import TrainerCallback
 
-    from app.engine.health import AlertWatcher, alert_line
+    from app.engine.advice.health import AlertWatcher, alert_line
 
     class HealthLog(TrainerCallback):
         def __init__(self) -> None:
@@ -503,12 +503,12 @@ def _build_trainer(spec, info, model, tokenizer, peft_cfg, train_ds, funcs, weig
             peft_config=peft_cfg,
         )
         if spec.method == "prefix_rft":  # GRPOTrainer (Unsloth's or TRL's) + prefixed rollouts and their loss
-            from app.engine.prefix_rft import build_prefix_rft_trainer
+            from app.engine.methods.prefix_rft import build_prefix_rft_trainer
 
             return build_prefix_rft_trainer(spec, **trainer_kwargs)
         return GRPOTrainer(**trainer_kwargs)
     if spec.method == "dpo":  # preference pairs: trl.DPOTrainer + DPOConfig (app/engine/preferences.py)
-        from app.engine.preferences import dpo_trainer
+        from app.engine.data.preferences import dpo_trainer
 
         return dpo_trainer(spec, model, tokenizer, peft_cfg, train_ds, common)
     from trl import SFTConfig, SFTTrainer

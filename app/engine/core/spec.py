@@ -398,7 +398,7 @@ class RunSpec:
             raise problems[0]
 
     def problems(self, check_files: bool = True) -> list[SpecError]:
-        from app.engine.validation import spec_problems  # avoids importing data/rewards for plain YAML work
+        from app.engine.core.validation import spec_problems  # avoids importing data/rewards for plain YAML work
 
         return spec_problems(self, check_files=check_files)
 

@@ -33,12 +33,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from app.engine import runs
-from app.engine.stats import (ArmSummary, bootstrap_difference, intervals_overlap, kept_step_seconds, parse_seeds,
+from app.engine.core import runs
+from app.engine.core.folders import PROJECT_ROOT
+from app.engine.evaluation.stats import (ArmSummary, bootstrap_difference, intervals_overlap, kept_step_seconds, parse_seeds,
                                resolvable_difference, summarize_arm)
-from app.engine.spec import RunSpec, SpecError
+from app.engine.core.spec import RunSpec, SpecError
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 METHOD_KEYS = ("sft", "dft", "grpo", "sft_grpo", "prefix_rft")
 METHOD_LABELS = {"sft": "SFT", "dft": "DFT", "grpo": "GRPO", "sft_grpo": "SFT→GRPO", "prefix_rft": "Prefix-RFT"}
 METHOD_COLORS = {"sft": "#2e86ab", "dft": "#3bb273", "grpo": "#e4572e", "sft_grpo": "#f18f01",
@@ -238,7 +238,7 @@ def build_plan(config: CompareConfig, task_overrides: Sequence[str] = (), label:
 
 # -- the comparison folder ----------------------------------------------------------------------------------------
 def default_folder(config: CompareConfig, data_dir: Path | None = None) -> Path:
-    from app.engine.workbench import resolve_paths
+    from app.engine.core.folders import resolve_paths
 
     base = Path(data_dir) if data_dir else resolve_paths().data_dir
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -504,9 +504,9 @@ def sampled_eval(run_dir: Path | str, k: int, temperature: float = 1.0, seed: in
     avg@k (mean share of correct replies per prompt), pass@k (share of prompts with at least one), mean reward."""
     import torch
 
-    from app.engine import compare
-    from app.engine.data import load_data, prompt_messages
-    from app.engine.evaluate import correctness_reward, generate_completions, table_accuracy
+    from app.engine.evaluation import compare
+    from app.engine.data.sources import load_data, prompt_messages
+    from app.engine.evaluation.evaluate import correctness_reward, generate_completions, table_accuracy
     from rewards import score
 
     run_dir = Path(run_dir)
@@ -1055,7 +1055,7 @@ def curves_figure(result: ComparisonResult, title: str = "Held-out score over st
     from plotly.subplots import make_subplots
     import plotly.graph_objects as go
 
-    from app.engine import charts
+    from app.engine.presentation import charts
 
     if not any(m.curve for m in result.methods):
         return charts.empty_figure(title, "No held-out evaluation yet: each method is evaluated at step 0, every "
@@ -1091,7 +1091,7 @@ def _band_curves(result: ComparisonResult, title: str) -> Any:
     """Several seeds: each method's mean held-out accuracy over its seeds, with its 95 % interval as a band."""
     import plotly.graph_objects as go
 
-    from app.engine import charts
+    from app.engine.presentation import charts
 
     fig = go.Figure()
     steps: list[int] = []
@@ -1133,7 +1133,7 @@ def summary_figure(result: ComparisonResult, title: str = "Final held-out accura
     """Bars of the final greedy accuracy (and avg@k when sampled) per method, wall time in the hover text."""
     import plotly.graph_objects as go
 
-    from app.engine import charts
+    from app.engine.presentation import charts
 
     done = [m for m in result.methods if m.final_accuracy is not None]
     if not done:

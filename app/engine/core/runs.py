@@ -454,7 +454,7 @@ def launch_run(run_dir: Path, extra_args: list[str] | None = None, resume: bool 
     args += ["--resume", str(run_dir)] if resume else [str(run_dir / "spec.yaml"), "--run-dir", str(run_dir)]
     args += list(extra_args or [])
     log = open(run_dir / "train.log", "ab")
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[3]  # the repository: `python -m app.train` runs from it
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
     env.setdefault("PYTHONUNBUFFERED", "1")

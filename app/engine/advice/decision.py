@@ -33,7 +33,7 @@ from typing import Any
 
 import plotly.graph_objects as go
 
-from app.engine.profile import DatasetProfile
+from app.engine.data.profile import DatasetProfile
 
 FEW_EXAMPLES = 100  # below this many labelled examples RFT beats imitation (SFT memorises)
 LONG_COMPLETION_TOKENS = 256  # room for a worked solution when reasoning helps

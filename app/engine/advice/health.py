@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Iterable, Sequence
 
-from app.engine.charts import series, train_records
+from app.engine.presentation.charts import series, train_records
 
 LEVELS = ("error", "warning", "info")
 
@@ -83,7 +83,7 @@ def _mean(values: Sequence[float]) -> float:
 def correctness_reward(spec: Any, names: Sequence[str]) -> str | None:
     """The reward (metric name) that judges correctness: the spec's first correctness built-in, else a logged
     reward whose name is a correctness built-in. None when the run has no such reward."""
-    from app.engine.evaluate import CORRECTNESS_REWARDS
+    from app.engine.evaluation.evaluate import CORRECTNESS_REWARDS
 
     rewards = _get(spec, "rewards", []) or []
     for r in rewards:
@@ -336,7 +336,7 @@ class AlertWatcher:
         self.seen: set[tuple[str, str]] = set()
 
     def _read(self, name: str) -> list[dict[str, Any]]:
-        from app.engine.runs import read_jsonl
+        from app.engine.core.runs import read_jsonl
 
         new, self._offsets[name] = read_jsonl(self.run_dir / name, self._offsets[name])
         return new

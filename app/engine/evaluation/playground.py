@@ -152,7 +152,7 @@ def dataset_rows(source: str, n: int = 8, task_params: dict[str, Any] | None = N
                  start: int = 0) -> list[dict[str, Any]]:
     """`n` rows of a dataset, each with its reference reply as the completion to score (checks that a reward
     gives the known-good answers full marks)."""
-    from app.engine.data import DataError, load_source_rows
+    from app.engine.data.sources import DataError, load_source_rows
 
     try:
         rows = load_source_rows(source, seed=seed, task_params=task_params)
@@ -184,9 +184,9 @@ def sample_rows(row: dict[str, Any], model_key: str = "base::default", n: int = 
                 max_new_tokens: int = 32, system_prompt: str | None = None,
                 progress: Callable[[float, str], None] | None = None) -> list[dict[str, Any]]:
     """`n` completions sampled from a model for one prompt row (one GRPO group), as rows to score."""
-    from app.engine.compare import load_model, parse_model_key
-    from app.engine.data import prompt_messages
-    from app.engine.evaluate import generate_completions
+    from app.engine.evaluation.compare import load_model, parse_model_key
+    from app.engine.data.sources import prompt_messages
+    from app.engine.evaluation.evaluate import generate_completions
 
     if not 2 <= n <= MAX_SAMPLES:
         raise PlaygroundError(f"Sample between 2 and {MAX_SAMPLES} completions (a GRPO group), got {n}.")

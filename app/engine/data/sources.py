@@ -10,15 +10,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from app.engine.splits import SplitError, SplitReport, disjoint_split, key_function, prompt_key, split_two_sources
-from app.engine.tasks import builtin_task_rows
+from app.engine.data.splits import SplitError, SplitReport, disjoint_split, key_function, prompt_key, split_two_sources
+from app.engine.data.tasks import builtin_task_rows
+from app.engine.core.folders import PROJECT_ROOT
 
 BUILTIN_PREFIX = "builtin:"
 HUB_PREFIX = "hub:"
 # Columns TRL treats specially; everything else is passed to GRPO reward functions.
 PROMPT_COLUMNS = ("prompt", "messages")
 SFT_TARGET_COLUMNS = ("completion", "answer")
-PROJECT_ROOT = Path(__file__).resolve().parents[2]  # relative data paths not found in the working folder: from here
 
 
 class DataError(ValueError):
@@ -55,7 +55,7 @@ def load_source_rows(source: str, split: str = "train", seed: int = 0, task_para
         raise DataError(f"Dataset file {path} does not exist.")
     if path.is_dir():
         raise DataError(f"Dataset {path} is a folder; name a .jsonl, .json or .csv file in it.")
-    from app.engine.profile import load_rows
+    from app.engine.data.profile import load_rows
 
     try:
         rows = load_rows(path)
@@ -86,7 +86,7 @@ def _hub_rows(name: str, split: str) -> list[dict]:
 def split_rows(rows: list[dict], eval_size: int, seed: int, key: Callable[[dict], str] = prompt_key
                ) -> tuple[list[dict], list[dict]]:
     """Shuffle with `seed`, hold out `eval_size` rows with distinct questions, and train on the rest minus every
-    row that repeats a held-out question (see `app.engine.splits`)."""
+    row that repeats a held-out question (see `app.engine.data.splits`)."""
     train, held, _report = disjoint_split(rows, eval_size, seed, key, "key")
     return train, held
 
@@ -125,7 +125,7 @@ def column_problem(method: str, rows: list[dict], where: Callable[[int], str] | 
     if not rows:
         return "the dataset has no rows"
     if method == "dpo":  # preference pairs: every row is checked (columns, empty replies, chosen == rejected)
-        from app.engine.preferences import pairs_problem
+        from app.engine.data.preferences import pairs_problem
 
         return pairs_problem(rows)
     label = where or (lambda i: f"row {i + 1}")
@@ -269,7 +269,7 @@ def to_trl_rows(rows: list[dict], method: str, system_prompt: str | None = None)
     an implicit prompt is split off; see `preferences.normalize_pair`).
     """
     if method == "dpo":
-        from app.engine.preferences import to_trl_pairs
+        from app.engine.data.preferences import to_trl_pairs
 
         return to_trl_pairs(rows, system_prompt)
     out = []

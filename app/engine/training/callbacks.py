@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 from transformers import TrainerCallback
 
-from app.engine import runs
+from app.engine.core import runs
 
 
 def peak_memory_mb() -> float:

@@ -37,7 +37,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import torch
 
-from app.engine.spec import PrefixSpec
+from app.engine.core.spec import PrefixSpec
 
 LOSS_TYPES = ("dr_grpo", "grpo", "bnpo", "dapo")
 # Metrics this method adds to TRL's (they reach metrics.jsonl through `self._metrics` and `on_log`).

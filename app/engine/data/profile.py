@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from app.engine.splits import normalise_text
+from app.engine.data.splits import normalise_text
 from rewards.text import last_boxed
 
 SAMPLE_ROWS = 2000  # rows read for answer-kind and demonstration detection

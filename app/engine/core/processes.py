@@ -1,0 +1,113 @@
+"""Starting, tracking and stopping worker processes (runs and method comparisons), with the one-GPU rule:
+no Gradio, so the CLI and the app obey the same rule."""
+from __future__ import annotations
+
+import subprocess
+import threading
+from pathlib import Path
+
+from app.engine.core import runs
+from app.engine.core.spec import RunSpec
+
+
+class LaunchRefused(RuntimeError):
+    """A run cannot start now (another run holds the GPU, the spec is invalid...); the message says why."""
+
+
+
+# -- defaults --------------------------------------------------------------------------------------------------------
+def gpu_available() -> bool:
+    """Whether a CUDA GPU is visible to this process (imports torch lazily)."""
+    try:
+        import torch
+
+        return bool(torch.cuda.is_available())
+    except Exception:
+        return False
+
+
+# -- starting and stopping runs --------------------------------------------------------------------------------------
+_PROCS: dict[str, subprocess.Popen] = {}
+_PROCS_LOCK = threading.Lock()
+
+
+def _track(run_dir: Path, proc: subprocess.Popen) -> None:
+    with _PROCS_LOCK:
+        _PROCS[str(run_dir)] = proc
+
+
+def reap() -> None:
+    """Collect exited worker processes started by this app (no zombies)."""
+    with _PROCS_LOCK:
+        for key, proc in list(_PROCS.items()):
+            if proc.poll() is not None:
+                del _PROCS[key]
+
+
+def active_runs(runs_dir: Path) -> list[runs.RunInfo]:
+    """Runs whose worker is queued or running (dead workers read as failed)."""
+    reap()
+    return [r for r in runs.list_runs(runs_dir) if r.state in runs.ACTIVE_STATES]
+
+
+def launch_check(runs_dir: Path, gpu: bool | None = None, data_dir: Path | None = None) -> str | None:
+    """None when a run may start now; raises LaunchRefused when another run, or a method comparison under
+    `data_dir` (it starts its runs one after another), holds the only GPU. On a CPU a second run may start but
+    shares the cores: the returned text warns about that."""
+    gpu = gpu_available() if gpu is None else gpu
+    if gpu and data_dir is not None:
+        from app.engine.evaluation import method_compare as mc
+
+        comparing = [f for f in mc.list_comparisons(data_dir) if mc.read_state(f).get("state") in mc.ACTIVE]
+        if comparing:
+            raise LaunchRefused(
+                f"The method comparison {comparing[0].name} is running on the GPU (its methods train one after "
+                "another); one run at a time holds it. Stop the comparison (4 · Compare) or wait for it to finish.")
+    busy = active_runs(runs_dir)
+    if not busy:
+        return None
+    names = ", ".join(r.name for r in busy)
+    if gpu:
+        raise LaunchRefused(
+            f"Run '{names}' is still {busy[0].state} on the GPU; one run at a time holds it. Stop it (or wait for it "
+            "to finish), then launch again.")
+    return (f"Run '{names}' is also training: both share this machine's CPU cores, so each runs slower. "
+            "Stop one if you need the other's results sooner.")
+
+
+def start_run(spec: RunSpec, runs_dir: Path, gpu: bool | None = None,
+              extra_args: list[str] | None = None, data_dir: Path | None = None) -> tuple[Path, str | None]:
+    """Validate `spec`, create its run folder and start the worker process; returns (run folder, warning or None)
+    at once (training happens in the worker). Raises SpecError for an invalid spec, LaunchRefused when the GPU is
+    taken (by a run, or by a comparison under `data_dir`)."""
+    spec.validate()
+    warning = launch_check(Path(runs_dir), gpu, data_dir)
+    run_dir = runs.create_run_dir(spec, Path(runs_dir))
+    proc = runs.launch_run(run_dir, extra_args=["--no-progress", *(extra_args or [])])
+    _track(run_dir, proc)
+    return run_dir, warning
+
+
+def resume_run(run_dir: Path, gpu: bool | None = None, data_dir: Path | None = None) -> str | None:
+    """Continue a stopped or failed run from its last complete checkpoint (same folder, same charts)."""
+    status = runs.read_status(run_dir)
+    if status.get("state") in runs.ACTIVE_STATES:
+        raise LaunchRefused(f"Run {Path(run_dir).name} is already {status['state']}.")
+    if status.get("state") == "finished":
+        raise LaunchRefused(f"Run {Path(run_dir).name} has finished; launch a new run to train further.")
+    warning = launch_check(Path(run_dir).parent, gpu, data_dir)
+    runs.update_status(run_dir, state="queued", error=None, traceback=None, pid=None)  # launch_run records the new one
+    proc = runs.launch_run(run_dir, extra_args=["--no-progress"], resume=True)
+    _track(Path(run_dir), proc)
+    return warning
+
+
+def stop_run(run_dir: Path) -> str:
+    """Ask a run to stop at its next step boundary (it saves a checkpoint first). Returns what happened."""
+    status = runs.read_status(run_dir)
+    if status.get("state") not in runs.ACTIVE_STATES:
+        return f"Run {Path(run_dir).name} is not running ({status.get('state')})."
+    runs.request_stop(run_dir)
+    return f"Stop requested: {Path(run_dir).name} stops after the current step and saves a checkpoint."
+
+

@@ -1,0 +1,699 @@
+"""Side-by-side comparison of models, preference pairs, and export of trained runs.
+
+    refs = available_models(runs_dir)                          # base model, each run's final adapter and checkpoints
+    result = compare_models(refs[:2], rows, [RewardSpec(name="numeric_answer")], max_new_tokens=32)
+    result.summary                                             # mean reward, accuracy, length, seconds per model
+    save_preference("preferences/pairs.jsonl", prompt, chosen, rejected)   # TRL's preference format, for DPO
+    export_merged(run_dir, "exports/my-model")                 # a plain Hugging Face model folder
+
+Inference here is the plain transformers path on the CPU in fp32 (PEFT adapters merged into a copy of the base
+model), so it never competes with a training run for a GPU and gives the same numbers on every machine. Loaded
+models are cached (a few at a time) so repeated comparisons do not reload them.
+
+Command line (what the app shows next to its Export button):
+
+    python -m app.engine.evaluation.compare export RUN_DIR OUT_DIR [--merged] [--checkpoint N]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import shutil
+import sys
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from app.engine.core import runs
+
+BASE_PREFIX = "base::"
+ADAPTER_PREFIX = "adapter::"
+MODEL_CACHE_SIZE = 3  # loaded models kept in memory (135M fp32 ≈ 0.55 GB each)
+# Files of a checkpoint folder that belong to the optimizer state, not to the model.
+TRAINING_STATE_FILES = ("optimizer.pt", "scheduler.pt", "rng_state.pth", "trainer_state.json", "training_args.bin",
+                        "scaler.pt", runs.COMPLETE_MARKER)
+
+ProgressFn = Callable[[float, str], None]
+
+
+class CompareError(ValueError):
+    """A comparison or export problem, in one sentence for the user."""
+
+
+# -- which models can be compared -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ModelRef:
+    """A model to generate with: a base model, optionally with a LoRA adapter (or a full fine-tuned folder)."""
+
+    label: str  # shown to the user
+    base: str  # RunSpec model name: 'default', a folder, or a hub id
+    adapter: str | None = None  # adapter folder (a run's adapter/ or checkpoints/checkpoint-N), or a full model folder
+    run: str | None = None  # run folder name, when from a run
+
+    @property
+    def key(self) -> str:
+        """A string that identifies this model (a dropdown value); `parse_model_key` turns it back."""
+        return f"{ADAPTER_PREFIX}{self.adapter}" if self.adapter else f"{BASE_PREFIX}{self.base}"
+
+
+def _is_adapter(folder: Path) -> bool:
+    return (folder / "adapter_config.json").exists()
+
+
+def _is_model(folder: Path) -> bool:
+    return (folder / "config.json").exists() and any(folder.glob("*.safetensors"))
+
+
+def _run_base(run_dir: Path) -> str:
+    try:
+        from app.engine.core.spec import RunSpec
+
+        return RunSpec.load(run_dir / "spec.yaml").model
+    except Exception:
+        return "default"
+
+
+def _run_of(folder: Path) -> Path | None:
+    """The run folder that holds an adapter/ or checkpoints/checkpoint-N folder."""
+    for parent in (folder.parent, folder.parent.parent):
+        if (parent / "spec.yaml").exists():
+            return parent
+    return None
+
+
+def base_label(model: str) -> str:
+    from app.engine.training.models import DEFAULT_MODEL, is_default_model
+
+    return f"base · {DEFAULT_MODEL}" if is_default_model(model) else f"base · {model}"
+
+
+def available_models(runs_dir: Path | str | None, bases: Sequence[str] = ("default",),
+                     checkpoints: bool = True) -> list[ModelRef]:
+    """Base models, then every run's final adapter and (optionally) its complete checkpoints, newest run first."""
+    from app.engine.training.models import is_default_model
+
+    refs: list[ModelRef] = []
+    seen_bases: list[str] = []
+
+    def add_base(model: str) -> None:
+        norm = "default" if is_default_model(model) else model
+        if norm not in seen_bases:
+            seen_bases.append(norm)
+            refs.append(ModelRef(base_label(norm), norm))
+
+    for b in bases:
+        add_base(b)
+    run_refs: list[ModelRef] = []
+    for info in runs.list_runs(Path(runs_dir)) if runs_dir else []:
+        base = _run_base(info.path)
+        add_base(base)
+        adapter = info.path / "adapter"
+        if _is_adapter(adapter) or _is_model(adapter):
+            run_refs.append(ModelRef(f"{info.name} · final", base, str(adapter), info.path.name))
+        if checkpoints:
+            for ckpt in reversed(runs.checkpoints(info.path)):
+                if _is_adapter(ckpt) or _is_model(ckpt):
+                    run_refs.append(ModelRef(f"{info.name} · {ckpt.name}", base, str(ckpt), info.path.name))
+    return refs + run_refs
+
+
+def parse_model_key(key: str) -> ModelRef:
+    """The ModelRef of a `ModelRef.key` string (a base model name or an adapter folder)."""
+    if key.startswith(BASE_PREFIX):
+        model = key[len(BASE_PREFIX):]
+        return ModelRef(base_label(model), model)
+    if key.startswith(ADAPTER_PREFIX):
+        folder = Path(key[len(ADAPTER_PREFIX):])
+        if not folder.exists():
+            raise CompareError(f"Model folder {folder} no longer exists (was the run deleted?).")
+        run_dir = _run_of(folder)
+        base = _run_base(run_dir) if run_dir else _adapter_base(folder)
+        name = (runs.read_status(run_dir).get("name") or run_dir.name) if run_dir else folder.name
+        label = f"{name} · {'final' if folder.name == 'adapter' else folder.name}"
+        return ModelRef(label, base, str(folder), run_dir.name if run_dir else None)
+    raise CompareError(f"Unknown model {key!r}: pick a base model or a run's adapter.")
+
+
+def _adapter_base(folder: Path) -> str:
+    try:
+        return json.loads((folder / "adapter_config.json").read_text())["base_model_name_or_path"]
+    except Exception:
+        return "default"
+
+
+# -- loading ----------------------------------------------------------------------------------------------------------
+_CACHE: "OrderedDict[str, tuple[Any, Any]]" = OrderedDict()
+_CACHE_LOCK = threading.Lock()
+
+
+def load_model(ref: ModelRef, progress: ProgressFn | None = None) -> tuple[Any, Any]:
+    """(model, tokenizer) for inference: fp32 on the CPU, eval mode, adapter merged. Cached by `ref.key`."""
+    with _CACHE_LOCK:
+        if ref.key in _CACHE:
+            _CACHE.move_to_end(ref.key)
+            return _CACHE[ref.key]
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from app.engine.training.models import resolve_model
+
+    if progress:
+        progress(0.0, f"Loading {ref.label}")
+    adapter = Path(ref.adapter) if ref.adapter else None
+    if adapter is not None and not adapter.exists():
+        raise CompareError(f"Adapter folder {adapter} does not exist.")
+    try:
+        if adapter is not None and not _is_adapter(adapter):  # a full fine-tuned model folder
+            model = AutoModelForCausalLM.from_pretrained(adapter, dtype=torch.float32)
+            tokenizer = AutoTokenizer.from_pretrained(adapter)
+        else:
+            base_path = resolve_model(ref.base, progress)
+            model = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32)
+            tok_source = adapter if adapter is not None and (adapter / "tokenizer_config.json").exists() else base_path
+            tokenizer = AutoTokenizer.from_pretrained(tok_source)
+            if adapter is not None:
+                from peft import PeftModel
+
+                model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+    except CompareError:
+        raise
+    except Exception as exc:
+        raise CompareError(f"Could not load {ref.label}: {exc}") from None
+    model.to("cpu")
+    model.eval()
+    with _CACHE_LOCK:
+        _CACHE[ref.key] = (model, tokenizer)
+        while len(_CACHE) > MODEL_CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    return model, tokenizer
+
+
+def clear_cache() -> None:
+    """Forget the loaded models (frees their memory)."""
+    with _CACHE_LOCK:
+        _CACHE.clear()
+
+
+# -- comparing ----------------------------------------------------------------------------------------------------------
+@dataclass
+class CompareResult:
+    """Outputs of several models on the same prompts, scored with the same rewards."""
+
+    models: list[str]  # labels, in column order
+    keys: list[str]  # ModelRef keys, same order
+    prompts: list[str]  # prompt text per row (the last user message)
+    messages: list[list[dict[str, str]]]  # the chat prompt per row (as generated from)
+    references: list[str | None]  # reference answer per row, when the rows have one
+    outputs: dict[str, list[dict[str, Any]]]  # label → per row {completion, scores, total, tokens}
+    summary: list[dict[str, Any]]  # per model: model, mean_reward, accuracy, mean_length, seconds, n
+    reward_names: list[str]
+    accuracy_reward: str | None
+
+    def table(self) -> tuple[list[str], list[list[Any]]]:
+        """(headers, rows) of the side-by-side table: prompt, reference, then per model its output and reward; the
+        last row summarises each model (mean reward, accuracy)."""
+        headers = ["#", "prompt"] + (["reference"] if any(self.references) else [])
+        for i, m in enumerate(self.models):
+            headers += [m, f"reward {chr(65 + i) if i < 26 else i + 1}"]
+        rows: list[list[Any]] = []
+        for i, prompt in enumerate(self.prompts):
+            row: list[Any] = [i + 1, prompt] + ([self.references[i] or ""] if any(self.references) else [])
+            for m in self.models:
+                out = self.outputs[m][i]
+                row += [out["completion"], _fmt_scores(out["scores"], out["total"])]
+            rows.append(row)
+        summary: list[Any] = ["", "SUMMARY"] + ([""] if any(self.references) else [])
+        for s in self.summary:
+            acc = "" if s["accuracy"] is None else f"accuracy {s['accuracy']:.0%} · "
+            mean = "–" if s["mean_reward"] is None else f"{s['mean_reward']:.3f}"
+            summary += [f"{acc}mean reward {mean} · {s['mean_length']:.1f} tokens on average", mean]
+        rows.append(summary)
+        return headers, rows
+
+    def column_widths(self) -> list[str]:
+        """Widths for the side-by-side table: narrow number, prompt and reward columns, wide outputs."""
+        share = max(20, 70 // max(len(self.models), 1))
+        widths = ["40px", "18%"] + (["80px"] if any(self.references) else [])
+        for _ in self.models:
+            widths += [f"{share}%", "80px"]
+        return widths
+
+    def summary_table(self) -> tuple[list[str], list[list[Any]]]:
+        """(headers, rows): model, mean reward, accuracy, each reward's mean, mean length, seconds."""
+        headers = ["model", "mean reward", "accuracy"] + [f"{n}" for n in self.reward_names] + [
+            "tokens (mean)", "seconds"]
+        rows = []
+        for s in self.summary:
+            rows.append([s["model"], _round(s["mean_reward"]), _pct(s["accuracy"])]
+                        + [_round(s["per_reward"].get(n)) for n in self.reward_names]
+                        + [round(s["mean_length"], 1), round(s["seconds"], 1)])
+        return headers, rows
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "CompareResult":
+        return cls(**data)
+
+
+def _round(value: float | None, digits: int = 3) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{value:.0%}"
+
+
+def _fmt_scores(scores: dict[str, float | None], total: float | None) -> str:
+    if not scores:
+        return ""
+    if len(scores) == 1:
+        (value,) = scores.values()
+        return "–" if value is None else f"{value:g}"
+    parts = ", ".join(f"{k} {('–' if v is None else f'{v:g}')}" for k, v in scores.items())
+    return f"{'–' if total is None else f'{total:g}'} ({parts})"
+
+
+def _mean(values: Sequence[float | None]) -> float | None:
+    vals = [float(v) for v in values if v is not None]
+    return sum(vals) / len(vals) if vals else None
+
+
+def prompt_rows_from_text(text: str) -> list[dict[str, Any]]:
+    """Typed prompts, one per line; `prompt => answer` adds a reference answer (scored by answer rewards)."""
+    rows = []
+    for line in (text or "").splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        if " => " in line:
+            prompt, answer = line.rsplit(" => ", 1)
+            rows.append({"prompt": prompt.strip(), "answer": answer.strip()})
+        else:
+            rows.append({"prompt": line})
+    return rows
+
+
+def _run_data(run_dir: Path | str) -> tuple[Any, Any]:
+    from app.engine.data.sources import DataError, load_data
+    from app.engine.core.spec import RunSpec, SpecError
+
+    try:
+        spec = RunSpec.load(Path(run_dir) / "spec.yaml")
+        return spec, load_data(spec.data)
+    except (SpecError, DataError) as exc:
+        raise CompareError(f"Could not read the rows of {Path(run_dir).name}: {exc}") from None
+
+
+def held_out_rows(run_dir: Path | str, n: int = 8) -> tuple[list[dict[str, Any]], str | None]:
+    """The first `n` held-out rows of a run (never trained on: no training row asks their question) and its system
+    prompt. A run that held nothing out raises CompareError: its training rows are never passed off as held-out."""
+    spec, data = _run_data(run_dir)
+    if not data.eval:
+        raise CompareError(
+            f"Run {Path(run_dir).name} held out no rows (data.eval_size {spec.data.eval_size}), so it has no prompts "
+            "it never trained on: type prompts, load a file, or use its training rows (labelled 'seen in training').")
+    return data.eval[:n], spec.data.system_prompt
+
+
+def training_rows(run_dir: Path | str, n: int = 8) -> tuple[list[dict[str, Any]], str | None]:
+    """The first `n` rows a run trained on and its system prompt: scores on them measure fit, not generalisation."""
+    spec, data = _run_data(run_dir)
+    return data.train[:n], spec.data.system_prompt
+
+
+def file_rows(path: Path | str, n: int = 8) -> list[dict[str, Any]]:
+    """The first `n` rows of a .jsonl/.json/.csv file with a `prompt` (or chat `messages`) column."""
+    from app.engine.data.profile import load_rows
+
+    try:
+        rows = load_rows(path)
+    except (OSError, ValueError) as exc:
+        raise CompareError(f"Could not read {Path(path).name}: {exc}") from None
+    usable = [r for r in rows if r.get("prompt") or r.get("messages")]
+    if not usable:
+        raise CompareError(f"{Path(path).name} has no 'prompt' (or chat 'messages') column with text.")
+    return usable[:n]
+
+
+def build_reward_funcs(reward_specs: Sequence[Any]) -> tuple[list[Any], list[float], list[str | None]]:
+    """(callables, weights, registry names) for RewardSpec-like items (dicts or RewardSpec)."""
+    from app.engine.core.spec import RewardSpec, RunSpec
+    from app.engine.training.worker import build_rewards
+
+    specs = [r if isinstance(r, RewardSpec) else RewardSpec(**r) for r in reward_specs]
+    try:
+        return build_rewards(RunSpec(rewards=specs))
+    except Exception as exc:  # unknown name, bad params, user code that does not load
+        raise CompareError(f"Could not build the rewards: {exc}") from None
+
+
+def compare_models(
+    refs: Sequence[ModelRef],
+    rows: Sequence[dict[str, Any]],
+    reward_specs: Sequence[Any] = (),
+    system_prompt: str | None = None,
+    max_new_tokens: int = 64,
+    do_sample: bool = False,
+    temperature: float = 1.0,
+    batch_size: int = 16,
+    progress: ProgressFn | None = None,
+) -> CompareResult:
+    """Generate one reply per (prompt row × model) and score them all with the same rewards.
+
+    Rows are dicts with `prompt` (text or chat messages) and any columns the rewards read (e.g. `answer`).
+    Greedy by default, so outputs are reproducible. Raises CompareError for unusable input.
+    """
+    from app.engine.data.sources import prompt_messages
+    from app.engine.evaluation.evaluate import correctness_reward, generate_completions, table_accuracy
+
+    if len(refs) < 1:
+        raise CompareError("Pick at least one model (two or more to compare).")
+    if not rows:
+        raise CompareError("Give at least one prompt.")
+    labels = [r.label for r in refs]
+    if len(set(labels)) != len(labels):
+        raise CompareError("The same model is picked twice.")
+    rows = [dict(r) for r in rows]
+    for i, r in enumerate(rows):
+        if not r.get("prompt") and not r.get("messages"):
+            raise CompareError(f"Prompt row {i + 1} is empty.")
+    messages = [prompt_messages(r, system_prompt) for r in rows]
+    prompts = [_last_user(m) for m in messages]
+    references = [None if r.get("answer") is None else str(r.get("answer")) for r in rows]
+    funcs, weights, registry = build_reward_funcs(reward_specs) if reward_specs else ([], [], [])
+    names = [getattr(f, "__name__", str(f)) for f in funcs]
+    accuracy_reward = correctness_reward(names, registry)
+    outputs: dict[str, list[dict[str, Any]]] = {}
+    summary = []
+    steps = len(refs) * 2
+    for m, ref in enumerate(refs):
+        start = time.time()
+
+        def note(fraction: float, message: str, _m: int = m) -> None:
+            if progress:
+                progress((2 * _m + fraction * 0.5) / steps, message)
+
+        model, tokenizer = load_model(ref, progress=note)
+        if progress:
+            progress((2 * m + 0.5) / steps, f"Generating with {ref.label} ({len(rows)} prompts)")
+        texts, lengths = generate_completions(
+            model, tokenizer, messages, max_new_tokens=max_new_tokens, batch_size=batch_size, do_sample=do_sample,
+            temperature=temperature,
+        )
+        if progress:
+            progress((2 * m + 1.5) / steps, f"Scoring {ref.label}")
+        per_row: list[dict[str, Any]] = []
+        if funcs:
+            from rewards import score
+
+            scored_rows = [{**{k: v for k, v in r.items() if k not in ("prompt", "completion", "messages")},
+                            "prompt": msg, "completion": t} for r, msg, t in zip(rows, messages, texts)]
+            table = score(scored_rows, list(zip(funcs, weights)))
+            for t, n_tok, trow in zip(texts, lengths, table.rows):
+                per_row.append({"completion": t, "tokens": n_tok, "scores": trow["scores"], "total": trow["total"],
+                                "errors": trow.get("errors", {})})
+        else:
+            per_row = [{"completion": t, "tokens": n, "scores": {}, "total": None, "errors": {}}
+                       for t, n in zip(texts, lengths)]
+        outputs[ref.label] = per_row
+        acc = table_accuracy(per_row, accuracy_reward)
+        summary.append({
+            "model": ref.label,
+            "mean_reward": _mean([r["total"] for r in per_row]),
+            "accuracy": acc.value,
+            "n_scored": acc.n_scored,
+            "per_reward": {n: _mean([r["scores"].get(n) for r in per_row]) for n in names},
+            "mean_length": sum(lengths) / max(len(lengths), 1),
+            "seconds": time.time() - start,
+            "n": len(per_row),
+        })
+    for f in funcs:  # stop sandboxed user rewards
+        close = getattr(f, "close", None)
+        if callable(close):
+            close()
+    if progress:
+        progress(1.0, "Done")
+    return CompareResult(labels, [r.key for r in refs], prompts, messages, references, outputs, summary, names,
+                         accuracy_reward)
+
+
+def _last_user(messages: list[dict[str, str]]) -> str:
+    users = [m.get("content", "") for m in messages if m.get("role") == "user"]
+    return str(users[-1]) if users else str(messages[-1].get("content", "")) if messages else ""
+
+
+# -- preference pairs -------------------------------------------------------------------------------------------------
+def save_preference(path: Path | str, prompt: str | list[dict[str, str]], chosen: str, rejected: str,
+                    meta: dict[str, Any] | None = None) -> int:
+    """Append one preference pair to a JSONL file in TRL's conversational preference format and return how many
+    pairs the file now holds:
+
+        {"prompt": [{"role": "user", "content": ...}], "chosen": [{"role": "assistant", "content": ...}],
+         "rejected": [{"role": "assistant", "content": ...}]}
+
+    A DPO run reads the file as it is (`data.source: <path>`). `meta` (models, step…) goes under `"meta"`, which
+    trainers ignore. Written through `app.engine.data.preferences.append_pair` (file lock, flushed and synced per line).
+    """
+    from app.engine.data.preferences import PairError, append_pair
+
+    if isinstance(chosen, str) and isinstance(rejected, str) and chosen.strip() == rejected.strip():
+        raise CompareError("The two replies are identical: there is no preference to record.")
+    try:
+        return append_pair(path, prompt, chosen, rejected, meta=meta)
+    except PairError as exc:
+        raise CompareError(str(exc)) from None
+
+
+def count_preferences(path: Path | str) -> int:
+    """How many usable pairs a preferences file holds (0 when it does not exist)."""
+    from app.engine.data.preferences import count_pairs
+
+    return count_pairs(path)
+
+
+# -- export -------------------------------------------------------------------------------------------------------------
+def _source_folder(source: Path | str, checkpoint: int | None = None) -> tuple[Path, Path | None]:
+    """(model folder, run folder) of a run folder (its final adapter, else its latest checkpoint), a checkpoint
+    number within a run, or an adapter/checkpoint folder given directly."""
+    source = Path(source)
+    if not source.exists():
+        raise CompareError(f"{source} does not exist.")
+    if (source / "spec.yaml").exists():  # a run folder
+        if checkpoint is not None:
+            folder = source / "checkpoints" / f"checkpoint-{checkpoint}"
+            if not folder.exists():
+                raise CompareError(f"Run {source.name} has no checkpoint-{checkpoint}.")
+            return folder, source
+        final = source / "adapter"
+        if _is_adapter(final) or _is_model(final):
+            return final, source
+        latest = runs.latest_checkpoint(source)
+        if latest is None:
+            raise CompareError(f"Run {source.name} has neither a final adapter nor a complete checkpoint yet.")
+        return latest, source
+    if _is_adapter(source) or _is_model(source):
+        return source, _run_of(source)
+    raise CompareError(f"{source} is neither a run folder nor an adapter / model folder.")
+
+
+def _check_out(out_dir: Path, sources: Sequence[Path | None], overwrite: bool) -> None:
+    """Refuse, before anything is read or written, an export target that would destroy something: the export's own
+    source (or a folder holding it, or inside it), a file, or a non-empty folder — which `overwrite` may replace
+    only when it holds an earlier export (an adapter or model folder), never the user's other files."""
+    out = out_dir.resolve()
+    for source in sources:
+        if source is None:
+            continue
+        src = Path(source).resolve()
+        if out == src or src in out.parents or out in src.parents:
+            raise CompareError(f"{out_dir} is {'inside ' if src in out.parents else ''}the export's own source "
+                               f"{source}{' or holds it' if out in src.parents else ''}; export to a folder outside "
+                               "it.")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise CompareError(f"{out_dir} is a file; an export is a folder, so name a new folder.")
+    if out_dir.is_dir() and any(out_dir.iterdir()):
+        if not overwrite:
+            raise CompareError(f"{out_dir} already exists and is not empty; choose another folder, or add "
+                               "--overwrite to replace an earlier export there.")
+        if not (_is_adapter(out_dir) or _is_model(out_dir)) or (out_dir / "spec.yaml").exists():
+            raise CompareError(f"{out_dir} does not hold an earlier export (no adapter or model files), so it is not "
+                               "replaced even with --overwrite; choose another folder.")
+    base = out.parent
+    while not base.exists() and base != base.parent:
+        base = base.parent
+    if not base.is_dir():
+        raise CompareError(f"Cannot create {out_dir}: {base} is a file, not a folder.")
+
+
+def _new_temp_folder(out_dir: Path, created: list[Path]) -> Path:
+    """An empty folder beside `out_dir` for the export to be written into (then renamed into place), with the
+    permissions a plain mkdir gives, not mkdtemp's 0700. Parent folders it makes are recorded in `created`."""
+    import tempfile
+
+    missing = []
+    parent = out_dir.parent
+    while not parent.exists():
+        missing.append(parent)
+        parent = parent.parent
+    for folder in reversed(missing):
+        folder.mkdir()
+        created.append(folder)
+    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.export-"))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)
+    return tmp
+
+
+def _place(tmp: Path, out_dir: Path) -> None:
+    """Move the finished export `tmp` to `out_dir`; an earlier export there is renamed aside first and deleted only
+    once the new one is in place (a failure puts it back)."""
+    if not out_dir.exists():
+        os.rename(tmp, out_dir)
+        return
+    old = out_dir.with_name(f".{out_dir.name}.replaced-{os.getpid()}-{time.time_ns()}")
+    os.rename(out_dir, old)
+    try:
+        os.rename(tmp, out_dir)
+    except BaseException:
+        os.rename(old, out_dir)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _write_export(out_dir: Path, write: Callable[[Path], None]) -> Path:
+    """Run `write(tmp)` into a new temporary folder and move it to `out_dir`; on any failure remove exactly what was
+    made here (the temporary folder, parent folders created for it) and leave `out_dir` as it was."""
+    import contextlib
+
+    created: list[Path] = []
+    tmp: Path | None = None
+    try:
+        tmp = _new_temp_folder(out_dir, created)
+        write(tmp)
+        _place(tmp, out_dir)
+    except BaseException:
+        if tmp is not None and tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+        for folder in reversed(created):
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
+    return out_dir
+
+
+def export_adapter(source: Path | str, out_dir: Path | str, checkpoint: int | None = None,
+                   overwrite: bool = False) -> Path:
+    """Copy a run's LoRA adapter (and tokenizer) to `out_dir`, without optimizer state. Load it with
+    `PeftModel.from_pretrained(base, out_dir)`. Never writes into or deletes its source; `overwrite` replaces only
+    an earlier export."""
+    folder, run_dir = _source_folder(source, checkpoint)
+    if not _is_adapter(folder):
+        raise CompareError(f"{folder} holds a fully fine-tuned model, not a LoRA adapter: export it as a merged model.")
+    out_dir = Path(out_dir)
+    _check_out(out_dir, [folder, run_dir], overwrite)
+
+    def write(tmp: Path) -> None:
+        shutil.copytree(folder, tmp, ignore=shutil.ignore_patterns(*TRAINING_STATE_FILES), dirs_exist_ok=True)
+        if run_dir is not None and (run_dir / "spec.yaml").exists():
+            shutil.copy2(run_dir / "spec.yaml", tmp / "rft_workbench_spec.yaml")
+
+    return _write_export(out_dir, write)
+
+
+def export_merged(source: Path | str, out_dir: Path | str, checkpoint: int | None = None, overwrite: bool = False,
+                  progress: ProgressFn | None = None) -> Path:
+    """Merge a run's LoRA adapter into its base model (PEFT `merge_and_unload`) and save a plain Hugging Face
+    model folder (safetensors + tokenizer) that `AutoModelForCausalLM.from_pretrained(out_dir)` loads. Never
+    writes into or deletes its source; `overwrite` replaces only an earlier export."""
+    folder, run_dir = _source_folder(source, checkpoint)
+    out_dir = Path(out_dir)
+    _check_out(out_dir, [folder, run_dir], overwrite)  # before the model loads: a refusal costs nothing
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from app.engine.training.models import resolve_model
+
+    if progress:
+        progress(0.1, "Loading the base model")
+    if _is_adapter(folder):
+        from peft import PeftModel
+
+        base = _run_base(run_dir) if run_dir else _adapter_base(folder)
+        base_path = resolve_model(base, progress)
+        model = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32)
+        tok_source = folder if (folder / "tokenizer_config.json").exists() else base_path
+        tokenizer = AutoTokenizer.from_pretrained(tok_source)
+        if progress:
+            progress(0.5, "Merging the adapter")
+        model = PeftModel.from_pretrained(model, str(folder)).merge_and_unload()
+    else:
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+    if progress:
+        progress(0.8, "Saving")
+
+    def write(tmp: Path) -> None:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        if run_dir is not None and (run_dir / "spec.yaml").exists():
+            shutil.copy2(run_dir / "spec.yaml", tmp / "rft_workbench_spec.yaml")
+
+    _write_export(out_dir, write)
+    if progress:
+        progress(1.0, f"Saved {out_dir}")
+    return out_dir
+
+
+def export_command(source: Path | str, out_dir: Path | str, merged: bool, checkpoint: int | None = None) -> str:
+    """The shell command that does the same export as the app's button."""
+    parts = ["python", "-m", "app.engine.evaluation.compare", "export", str(source), str(out_dir)]
+    if merged:
+        parts.append("--merged")
+    if checkpoint is not None:
+        parts += ["--checkpoint", str(checkpoint)]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m app.engine.evaluation.compare", description="Export a trained run.")
+    sub = p.add_subparsers(dest="command", required=True)
+    ex = sub.add_parser("export", help="export a run's adapter, or a merged Hugging Face model folder")
+    ex.add_argument("source", help="run folder (its final adapter, else its latest checkpoint), or an adapter folder")
+    ex.add_argument("out_dir", help="folder to create")
+    ex.add_argument("--merged", action="store_true", help="merge the LoRA adapter into the base model")
+    ex.add_argument("--checkpoint", type=int, help="export checkpoint-N of the run instead of the final adapter")
+    ex.add_argument("--overwrite", action="store_true", help="replace an earlier export in out_dir")
+    args = p.parse_args(argv)
+    try:
+        if args.merged:
+            out = export_merged(args.source, args.out_dir, args.checkpoint, args.overwrite,
+                                progress=lambda f, m: print(f"[{f:.0%}] {m}"))
+        else:
+            out = export_adapter(args.source, args.out_dir, args.checkpoint, args.overwrite)
+    except CompareError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # read-only disk, no permission, disk full: nothing was left half-written
+        print(f"error: could not export to {args.out_dir}: {exc.strerror or exc}"
+              f"{f' ({exc.filename})' if exc.filename else ''}; nothing was changed.", file=sys.stderr)
+        return 1
+    print(f"exported to {out}")
+    return 0
+
+
+__all__ = [
+    "ModelRef", "available_models", "parse_model_key", "load_model", "clear_cache", "compare_models", "CompareResult",
+    "CompareError", "prompt_rows_from_text", "held_out_rows", "training_rows", "file_rows", "build_reward_funcs", "save_preference",
+    "count_preferences", "export_adapter", "export_merged", "export_command", "main",
+]
+
+if __name__ == "__main__":
+    sys.exit(main())
