@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from app.engine import methods
 from app.engine.presentation import charts
 
 
@@ -149,7 +150,7 @@ def test_dpo_dashboard_shows_implicit_rewards_and_preference_accuracy():
     titles = [a.text for a in figs["dynamics"].layout.annotations]
     assert "Preference accuracy (train batch)" in titles
     assert {"logps/chosen", "logps/rejected"} <= set(trace_names(figs["dynamics"]))  # one panel, both lines
-    assert "Waiting" in charts.preference_figure([]).layout.annotations[0].text
+    assert "Waiting" in charts.main_figure([], methods.get("dpo").charts).layout.annotations[0].text
 
 
 def test_prefix_rft_dashboard_adds_the_prefix_panels():

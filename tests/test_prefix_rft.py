@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from app.engine.methods.prefix_rft import (
+from app.engine.methods.prefix_rft_trainer import (
     PrefixSettings,
     aggregate_loss,
     clipped_token_loss,
@@ -208,7 +208,7 @@ def trainer(tiny_model_dir, tmp_path_factory):
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import GRPOConfig
 
-    from app.engine.methods.prefix_rft import prefix_rft_trainer_class
+    from app.engine.methods.prefix_rft_trainer import prefix_rft_trainer_class
 
     torch.manual_seed(0)
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
@@ -334,7 +334,7 @@ def test_loss_survives_a_base_class_that_replaces_compute_loss(trainer, batch, m
     The Prefix-RFT class built on such a base must still run the Prefix-RFT loss (with its prefix masking)."""
     import trl
 
-    from app.engine.methods.prefix_rft import prefix_rft_trainer_class
+    from app.engine.methods.prefix_rft_trainer import prefix_rft_trainer_class
 
     class ReplacedLoss(trl.GRPOTrainer):  # stands in for unsloth_compiled_cache's UnslothGRPOTrainer
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -421,9 +421,10 @@ def test_worker_trains_prefix_rft_with_trl(tiny_model_dir, tmp_path):
     a, b = re.search(r"What is (\d+) \+ (\d+)", step1[0]["prompt"]).groups()
     starts = [s["completion"].startswith(f"{a} + {b}") for s in step1]
     assert starts == [False, False, True, True]  # the last 2 of the group continue the worked answer
-    from app.engine.presentation.charts import prefix_figure
+    from app.engine.presentation.charts import dashboard
 
-    names = [trace.name for trace in prefix_figure(runs.read_jsonl(result.run_dir / "metrics.jsonl")[0]).data]
+    figure = dashboard(runs.read_jsonl(result.run_dir / "metrics.jsonl")[0], "prefix_rft")["method"]
+    names = [trace.name for trace in figure.data]
     assert names == ["prefix/fraction_low", "prefix/fraction", "prefix/reward_prefixed", "prefix/reward_on_policy",
                      "prefix/tokens_updated_share"]
 

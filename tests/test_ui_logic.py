@@ -101,7 +101,7 @@ def test_recommended_spec_refuses_a_method_it_cannot_train():
     from types import SimpleNamespace
 
     with pytest.raises(ValueError, match="not available"):
-        presets.recommended_spec(SimpleNamespace(method="kto", spec_overrides={}))
+        presets.recommended_spec(SimpleNamespace(method="orpo", spec_overrides={}))
 
 
 def test_merge_nested_and_spec_with_errors():

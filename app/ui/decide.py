@@ -11,6 +11,7 @@ import gradio as gr
 from app.engine.advice import decision
 from app.engine.core import folders
 from app.engine.advice import presets
+from app.engine import methods
 from app.engine.core.spec import METHODS, RL_METHODS
 from app.ui.common import UIContext, error, esc, frame, md_escape, nonce, ok, warn
 
@@ -115,6 +116,12 @@ def _short(value: Any, limit: int = 160) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def _collects_first(method: str, data: dict[str, Any]) -> str | None:
+    """The marks a method needs collected before it can train ('pairs', 'thumbs'), when the data has none."""
+    collects = methods.get(method).collects
+    return collects if collects and data.get("format") != "preference" else None
+
+
 def build(ctx: UIContext) -> dict[str, Any]:
     """Lay out the Decide tab and wire its events."""
     c: dict[str, Any] = {}
@@ -167,8 +174,8 @@ def build(ctx: UIContext) -> dict[str, Any]:
         *answers_values, data = values
         rec = decision.recommend(answers_from_inputs(list(answers_values), (data or {}).get("rewards")))
         usable, target = rec.method in METHODS, rec.method
-        collect = target == "dpo" and (data or {}).get("format") != "preference"
-        step = "2 · Rewards" if target in RL_METHODS else "4 · Compare (collect pairs)" if collect else "3 · Train"
+        collect = usable and _collects_first(target, data or {})
+        step = "2 · Rewards" if target in RL_METHODS else f"4 · Compare (collect {collect})" if collect else "3 · Train"
         label = (f"Use {decision.METHOD_NAMES.get(target, target)}: continue to {step} →" if usable
                  else "Not trainable here yet")
         return recommendation_html(rec), decision.tree_figure(rec.path), gr.Button(value=label, interactive=usable)
@@ -239,20 +246,21 @@ def build(ctx: UIContext) -> dict[str, Any]:
         method, data = rec.method, data or {}
         if method not in METHODS:
             return gr.skip(), gr.skip(), gr.skip(), warn(f"{esc(method)} is not trainable in this version.")
-        collect = method == "dpo" and data.get("format") != "preference"  # no pairs yet: collect them first
+        collect = _collects_first(method, data)  # no marks in the data yet: collect them first
+        marks_file = ctx.paths.marks_file(collect) if collect else None
         try:
-            new_spec = presets.recommended_spec(rec, spec, data, preferences_file=ctx.paths.preferences_file)
+            new_spec = presets.recommended_spec(rec, spec, data, preferences_file=marks_file)
         except Exception as exc:  # a SpecError from the recommendation's overrides
             return gr.skip(), gr.skip(), gr.skip(), error(f"Could not pre-fill the run: {esc(exc)}")
         name = decision.METHOD_NAMES[method]
         target = "rewards" if method in RL_METHODS else "compare" if collect else "train"
         hint = {"rewards": "check the rewards, then train.", "train": "review it and launch.",
-                "compare": "first collect preference pairs (mark the better of two outputs), then train."}[target]
+                "compare": f"first {methods.get(method).collect_hint}, then train."}[target]
         gr.Info(f"{name} run pre-filled: {hint}")
         text = ok(f"Pre-filled a {name} run" + (f" on {esc(data.get('label'))}" if data.get("label") else "")
                   + f": {esc(hint)}")
         if collect:
-            text += warn(f"The run reads the pairs you collect, saved in <code>{esc(ctx.paths.preferences_file)}"
+            text += warn(f"The run reads the {collect} you collect, saved in <code>{esc(marks_file)}"
                          "</code>; launch it in 3 · Train once there are a few dozen.")
         return new_spec.to_dict(), nonce(), gr.Tabs(selected=target), text
 

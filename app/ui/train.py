@@ -18,8 +18,8 @@ from app.engine.core import runs
 from app.engine.core import folders, processes, run_reader
 from app.engine.advice import presets
 from app.engine.data.splits import split_sentence
-from app.engine.core.spec import (BACKENDS, DPO_LOSS_TYPES, GRPO_LOSS_TYPES, METHODS, RL_METHODS, RunSpec, SpecError,
-                             field_help)
+from app.engine import methods
+from app.engine.core.spec import BACKENDS, METHODS, RL_METHODS, RunSpec, SpecError, field_help
 from app.ui.common import UIContext, alerts_html, error, esc, frame, info, nonce, ok, pre, warn
 
 POLL_SECONDS = 2.0
@@ -41,27 +41,23 @@ FIELDS: list[tuple[str, str, str, str]] = [
     ("generation.max_completion_length", "int", "Max completion tokens", "Generation"),
     ("generation.temperature", "float", "Temperature", "Generation"),
     ("generation.max_length", "int", "Max sequence tokens (SFT/DFT)", "Generation"),
-    ("grpo.loss_type", "loss", "GRPO loss", "GRPO"),
-    ("grpo.beta", "float", "KL coefficient β", "GRPO"),
     ("data.eval_size", "int", "Held-out rows", "Data and evaluation"),
     ("data.train_size", "optint", "Max training rows (empty: all)", "Data and evaluation"),
     ("data.system_prompt", "opttext", "System prompt", "Data and evaluation"),
     ("logging.eval_every", "int", "Evaluate every N steps (0: start and end)", "Data and evaluation"),
     ("logging.eval_max_new_tokens", "optint", "Evaluation tokens (empty: completion length)", "Data and evaluation"),
-    ("prefix.demonstration_column", "text", "Demonstration column", "Prefix-RFT"),
-    ("prefix.n_prefixed", "int", "Prefixed rollouts per group", "Prefix-RFT"),
-    ("prefix.schedule", "schedule", "Prefix decay schedule", "Prefix-RFT"),
-    ("dpo.beta", "float", "DPO β", "DPO"),
-    ("dpo.loss_type", "dpoloss", "DPO loss", "DPO"),
     ("lora.enabled", "bool", "Train a LoRA adapter", "LoRA and logging"),
     ("lora.r", "int", "LoRA rank r", "LoRA and logging"),
     ("lora.alpha", "int", "LoRA alpha", "LoRA and logging"),
     ("logging.sample_every", "int", "Save samples every N steps", "LoRA and logging"),
     ("logging.save_steps", "int", "Checkpoint every N steps", "LoRA and logging"),
 ]
-SECTIONS = ["Basics", "Training", "Generation", "GRPO", "Prefix-RFT", "DPO", "Data and evaluation", "LoRA and logging"]
-# Sections shown only for some methods (the others always show).
-SECTION_METHODS = {"GRPO": RL_METHODS, "Prefix-RFT": ("prefix_rft",), "DPO": ("dpo",)}
+# Each method's own section (named by its label) holds the fields it declares (`TrainingMethod.form_fields`); it
+# shows for that method and for methods built on it (Prefix-RFT shows GRPO's).
+FIELDS += [(f.path, "choice" if f.choices else f.kind, f.label, m.label) for m in methods.all() for f in m.form_fields]
+CHOICES: dict[str, tuple[str, ...]] = {f.path: f.choices for m in methods.all() for f in m.form_fields if f.choices}
+METHOD_SECTIONS = {m.label: m for m in methods.all() if m.form_fields}
+SECTIONS = ["Basics", "Training", "Generation", *METHOD_SECTIONS, "Data and evaluation", "LoRA and logging"]
 FIELD_IDS = {path: "train-" + path.replace(".", "-").replace("_", "-") for path, *_ in FIELDS}
 
 
@@ -109,7 +105,10 @@ def spec_to_form(spec: dict[str, Any]) -> list[Any]:
 
 
 def section_visible(section: str, method: str | None) -> bool:
-    return method in SECTION_METHODS[section] if section in SECTION_METHODS else True
+    if section not in METHOD_SECTIONS:
+        return True
+    current = methods.find(method or "")
+    return current is not None and isinstance(current, type(METHOD_SECTIONS[section]))
 
 
 def rewards_markdown(spec: dict[str, Any]) -> str:
@@ -517,14 +516,8 @@ def _field_component(path: str, kind: str, label: str, help_text: str, ctx: UICo
         return gr.Dropdown(list(METHODS), value=value, **common)
     if kind == "backend":
         return gr.Dropdown(list(BACKENDS), value=value, **common)
-    if kind == "loss":
-        return gr.Dropdown(list(GRPO_LOSS_TYPES), value=value, **common)
-    if kind == "dpoloss":
-        return gr.Dropdown(list(DPO_LOSS_TYPES), value=value, **common)
-    if kind == "schedule":
-        from app.engine.core.validation import PREFIX_SCHEDULES
-
-        return gr.Dropdown(list(PREFIX_SCHEDULES), value=value, **common)
+    if kind == "choice":
+        return gr.Dropdown(list(CHOICES[path]), value=value, **common)
     if kind == "model":
         return gr.Dropdown(["default"], value=value, allow_custom_value=True, **common)
     if kind == "source":

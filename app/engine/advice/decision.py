@@ -33,6 +33,7 @@ from typing import Any
 
 import plotly.graph_objects as go
 
+from app.engine import methods
 from app.engine.data.profile import DatasetProfile
 
 FEW_EXAMPLES = 100  # below this many labelled examples RFT beats imitation (SFT memorises)
@@ -47,7 +48,7 @@ MAX_LENGTH_SHORT = 256  # prompt + direct answer, in tokens
 MAX_LENGTH_LONG = 512  # prompt + worked solution
 NUM_GENERATIONS = 8
 
-METHOD_NAMES = {"sft": "SFT", "dft": "DFT", "grpo": "GRPO", "prefix_rft": "Prefix-RFT", "dpo": "DPO"}
+METHOD_NAMES = {m.key: m.label for m in methods.all()}
 QUESTIONS: dict[str, str] = {
     "has_preferences": "Does the data hold preference pairs (a prompt with a chosen and a rejected reply)?",
     "has_labels": "Do you have labelled answers or target completions for your prompts?",
@@ -284,12 +285,33 @@ def recommend(answers: Answers) -> Recommendation:
         title=node.title,
         paragraph=_paragraph(node, phrases, assumed, missing, rewards),
         path=path,
-        alternatives=list(node.alternatives),
+        alternatives=_alternatives(node),
         suggested_rewards=rewards,
         missing=missing,
         spec_overrides=_spec_overrides(node.method, answers, rewards),
         evidence=EVIDENCE.get(node.id),
     )
+
+
+def _uses_rewards(method: str) -> bool:
+    m = methods.find(method)
+    return bool(m and m.uses_rewards)
+
+
+def _learns_from_marks(method: str) -> bool:
+    m = methods.find(method)
+    return bool(m and m.learns_from_marks)
+
+
+def _alternatives(leaf: Node) -> list[tuple[str, str]]:
+    """The leaf's alternatives, plus every other method that learns from the same kind of signal (human or AI
+    marks) as the recommended one: a method registered later (KTO beside DPO) is offered without a new node."""
+    out = list(leaf.alternatives)
+    if _learns_from_marks(leaf.method or ""):
+        known = {key for key, _why in out} | {leaf.method}
+        out += [(m.key, m.alternative) for m in methods.all()
+                if m.learns_from_marks and m.key not in known and m.alternative]
+    return out
 
 
 def _paragraph(leaf: Node, phrases: list[str], assumed: list[str], missing: list[str], rewards: list[str]) -> str:
@@ -306,9 +328,9 @@ def _paragraph(leaf: Node, phrases: list[str], assumed: list[str], missing: list
     if missing:
         questions = _join([f"“{QUESTIONS[m]}”" for m in missing])
         parts.append(f"Answering {questions} could change the recommendation.")
-    if rewards and leaf.method in ("grpo", "prefix_rft"):
+    if rewards and _uses_rewards(leaf.method):
         parts.append(f"Suggested reward: {', '.join(rewards)}.")
-    elif leaf.method in ("grpo", "prefix_rft"):
+    elif _uses_rewards(leaf.method):
         parts.append("Pick or write a reward function that checks a completion before training.")
     return " ".join(parts)
 
@@ -319,10 +341,10 @@ def _join(items: list[str]) -> str:
 
 def _rewards(leaf: Node, answers: Answers) -> list[str]:
     """Rewards that check the answers: trained on by RL methods, used for held-out evaluation by SFT/DFT."""
-    if leaf.method == "dpo" or answers.verifiable is False:
+    if _learns_from_marks(leaf.method) or answers.verifiable is False:
         return []
     rewards = list(answers.rewards or [])
-    if not rewards and answers.has_labels is not False and leaf.method in ("grpo", "prefix_rft"):
+    if not rewards and answers.has_labels is not False and _uses_rewards(leaf.method):
         return ["exact_answer"]  # labels exist but their kind is unknown: compare with the label
     return rewards
 
@@ -333,7 +355,7 @@ def _spec_overrides(method: str, answers: Answers, rewards: list[str]) -> dict[s
     completion = LONG_COMPLETION_TOKENS if long else SHORT_COMPLETION_TOKENS
     max_length = MAX_LENGTH_LONG if long else MAX_LENGTH_SHORT
     spec: dict[str, Any] = {"method": method}
-    if method == "dpo":
+    if _learns_from_marks(method):  # preference rows are pairs (two sequences each): a smaller step
         spec["training"] = {
             "learning_rate": DPO_LEARNING_RATE, "max_steps": MAX_STEPS, "per_device_train_batch_size": DPO_BATCH_SIZE
         }
@@ -343,7 +365,7 @@ def _spec_overrides(method: str, answers: Answers, rewards: list[str]) -> dict[s
     spec["training"] = {
         "learning_rate": LORA_LEARNING_RATE, "max_steps": MAX_STEPS, "per_device_train_batch_size": BATCH_SIZE
     }
-    if method in ("grpo", "prefix_rft"):
+    if _uses_rewards(method):
         spec["generation"] = {
             "num_generations": NUM_GENERATIONS, "max_completion_length": completion, "temperature": 1.0
         }

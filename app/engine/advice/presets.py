@@ -4,41 +4,15 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from app.engine import methods
 from app.engine.core.processes import gpu_available
 from app.engine.core.spec import RunSpec
 
 
 def method_defaults(method: str, gpu: bool = False) -> dict[str, Any]:
-    """Sensible RunSpec values (nested dict) for `method` on this hardware: small and quick on a CPU, larger
-    batches and longer completions on a GPU. Matches the recipes/ files for the CPU case."""
-    if method in ("sft", "dft"):
-        return {
-            "method": method,
-            "training": {"learning_rate": 2e-4, "max_steps": 100 if gpu else 40,
-                         "per_device_train_batch_size": 16 if gpu else 8},
-            "generation": {"max_length": 512 if gpu else 256, "max_completion_length": 64 if gpu else 32},
-            "logging": {"eval_every": 0, "save_steps": 50 if gpu else 20},
-        }
-    if method == "dpo":  # preference pairs: a smaller step, one row = one pair (two sequences)
-        return {
-            "method": method,
-            "training": {"learning_rate": 5e-5, "max_steps": 100 if gpu else 30,
-                         "per_device_train_batch_size": 16 if gpu else 8},
-            "generation": {"max_length": 512 if gpu else 128, "max_completion_length": 64 if gpu else 16},
-            "dpo": {"beta": 0.1, "loss_type": "sigmoid"},
-            "logging": {"save_steps": 50 if gpu else 30},
-        }
-    rl: dict[str, Any] = {  # grpo, prefix_rft
-        "method": method,
-        "training": {"learning_rate": 1e-4 if gpu else 2e-4, "max_steps": 200 if gpu else 40,
-                     "per_device_train_batch_size": 32 if gpu else 16},
-        "generation": {"num_generations": 8, "max_completion_length": 128 if gpu else 16, "temperature": 1.0},
-        "grpo": {"loss_type": "dapo", "beta": 0.0, "scale_rewards": "group"},
-        "logging": {"sample_every": 1, "save_steps": 50 if gpu else 20},
-    }
-    if method == "prefix_rft":  # the paper's setting: Dr. GRPO advantages, no KL term
-        rl["grpo"] = {"loss_type": "dr_grpo", "beta": 0.0, "scale_rewards": "none"}
-    return rl
+    """Sensible RunSpec values (nested dict) for `method` on this hardware (the method's own `defaults`): small and
+    quick on a CPU, larger batches and longer completions on a GPU. Matches the recipes/ files for the CPU case."""
+    return methods.get(method).defaults(gpu)
 
 
 def merge_nested(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
@@ -69,27 +43,22 @@ def recommended_spec(
     with the method's per-hardware defaults, the recommendation's overrides and the profiled dataset.
 
     `data`: what the profiler found — `source`, `task_params`, `eval_size`, `demonstration_column`, `format`.
-    A DPO recommendation without preference data trains on `preferences_file` (the pairs the app collects).
+    A method that learns from marks (DPO's pairs, KTO's thumbs), recommended for data without them, trains on
+    `preferences_file`: the file the app collects its marks in.
     Raises SpecError (a bad field) or ValueError (a method this version cannot train)."""
-    from app.engine.core.spec import METHODS, RL_METHODS
-
     method, data = recommendation.method, dict(data or {})
-    if method not in METHODS:
+    trainer = methods.find(method)
+    if trainer is None:
         raise ValueError(f"{method} training is not available in this version")
-    defaults = method_defaults(method, gpu_available() if gpu is None else gpu)
+    defaults = trainer.defaults(gpu_available() if gpu is None else gpu)
     changes = merge_nested(defaults, {k: v for k, v in recommendation.spec_overrides.items() if k != "method"})
     changes["method"] = method
-    if method == "prefix_rft":  # its loss settings are fixed by the method (Dr. GRPO, no KL)
-        changes["grpo"] = defaults["grpo"]
-        if data.get("demonstration_column"):
-            changes["prefix"] = {"demonstration_column": data["demonstration_column"]}
     if data.get("source"):
         changes["data"] = {"source": data["source"], "task_params": data.get("task_params") or {},
                            "eval_size": int(data.get("eval_size") or 64)}
-    if method in RL_METHODS and not changes.get("rewards"):
-        changes["rewards"] = [{"name": "exact_answer", "weight": 1.0}]
-    if method == "dpo" and data.get("format") != "preference" and preferences_file is not None:
-        changes["data"] = _pairs_data(preferences_file)
+    changes = trainer.recommended(changes, data)
+    if trainer.collects and data.get("format") != "preference" and preferences_file is not None:
+        changes["data"] = _pairs_data(preferences_file)  # no marks in the data yet: train on those the app collects
     return spec_with(base, changes)
 
 
@@ -97,11 +66,18 @@ def _pairs_data(pairs_file: str | os.PathLike[str]) -> dict[str, Any]:
     return {"source": str(pairs_file), "task_params": {}, "eval_size": 8}
 
 
+def marks_spec(base: RunSpec | dict[str, Any] | None, method: str, marks_file: str | os.PathLike[str],
+               gpu: bool | None = None) -> RunSpec:
+    """A RunSpec of `method` (one that learns from marks: DPO's pairs, KTO's thumbs) training on `marks_file`, the
+    file the app collects them in, with the method's defaults for this hardware and `base`'s model, seed and LoRA
+    settings. Raises SpecError for a bad field."""
+    changes = method_defaults(method, gpu_available() if gpu is None else gpu)
+    changes["data"] = _pairs_data(marks_file)
+    changes["rewards"] = []  # it learns from the marks; GRPO rewards in `base` do not apply
+    return spec_with(base, changes)
+
+
 def preference_spec(base: RunSpec | dict[str, Any] | None, pairs_file: str | os.PathLike[str],
                     gpu: bool | None = None) -> RunSpec:
-    """A DPO RunSpec that trains on `pairs_file` (the pairs the app collects), with DPO's defaults for this hardware
-    and `base`'s model, seed and LoRA settings. Raises SpecError for a bad field."""
-    changes = method_defaults("dpo", gpu_available() if gpu is None else gpu)
-    changes["data"] = _pairs_data(pairs_file)
-    changes["rewards"] = []  # DPO learns from the pairs; GRPO rewards in `base` do not apply
-    return spec_with(base, changes)
+    """A DPO RunSpec that trains on `pairs_file` (the pairs the app collects)."""
+    return marks_spec(base, "dpo", pairs_file, gpu)

@@ -45,6 +45,14 @@ class WorkbenchPaths:
         return self.data_dir / PREFERENCES / "pairs.jsonl"
 
     @property
+    def thumbs_file(self) -> Path:
+        return self.data_dir / PREFERENCES / "thumbs.jsonl"
+
+    def marks_file(self, kind: str) -> Path:
+        """Where the Compare tab collects a method's marks (`TrainingMethod.collects`: 'pairs' or 'thumbs')."""
+        return {"pairs": self.preferences_file, "thumbs": self.thumbs_file}[kind]
+
+    @property
     def datasets_dir(self) -> Path:
         return self.data_dir / DATASETS
 

@@ -10,32 +10,19 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 
 import yaml
 
-METHODS = ("sft", "dft", "grpo", "prefix_rft", "dpo")
-RL_METHODS = ("grpo", "prefix_rft")  # methods that sample completions and score them with rewards
+from app.engine import methods
+from app.engine.core.fields import SpecError, spec_field
+
+METHODS = methods.keys()  # every registered training method (app/engine/methods/), in display order
+RL_METHODS = methods.rl_keys()  # methods that sample completions and score them with rewards
 BACKENDS = ("auto", "unsloth", "trl")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
-GRPO_LOSS_TYPES = ("grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo")
-SCALE_REWARDS = ("group", "batch", "none")
-# TRL 1.15 DPOConfig.loss_type values (one loss; `dpo.sft_weight` adds the "sft" term).
-DPO_LOSS_TYPES = (
-    "sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot", "aot_unpaired",
-    "apo_zero", "apo_down", "discopop", "sigmoid_norm",
-)
-
-
-class SpecError(ValueError):
-    """A RunSpec problem, with the dotted field name it concerns."""
-
-    def __init__(self, field_name: str, problem: str):
-        self.field = field_name
-        self.problem = problem
-        super().__init__(f"{field_name}: {problem}")
 
 
 class DuplicateKeyError(yaml.YAMLError):
@@ -99,41 +86,35 @@ def load_yaml(text: str) -> Any:
         loader.dispose()
 
 
-def _help(text: str, default: Any = dataclasses.MISSING, factory: Any = dataclasses.MISSING) -> Any:
-    if factory is not dataclasses.MISSING:
-        return field(default_factory=factory, metadata={"help": text})
-    return field(default=default, metadata={"help": text})
-
-
 @dataclass
 class DataSpec:
     """Where the training rows come from and which part is held out for evaluation."""
 
-    source: str = _help(
+    source: str = spec_field(
         "Dataset: 'builtin:arithmetic' (a task the workbench generates), a .jsonl/.json/.csv file, or a hub "
         "dataset id ('hub:org/name').",
         "builtin:arithmetic",
     )
-    split: str = _help("Split to read from a hub dataset.", "train")
-    train_size: int | None = _help("Use at most this many training rows (None: all).", None)
-    eval_size: int = _help("Rows held out for evaluation (taken from the source, never trained on).", 64)
-    eval_source: str | None = _help("A separate file for held-out evaluation; when set, eval_size rows of it.", None)
-    system_prompt: str | None = _help("System message prepended to every prompt (chat models).", None)
-    task_params: dict[str, Any] = _help(
+    split: str = spec_field("Split to read from a hub dataset.", "train")
+    train_size: int | None = spec_field("Use at most this many training rows (None: all).", None)
+    eval_size: int = spec_field("Rows held out for evaluation (taken from the source, never trained on).", 64)
+    eval_source: str | None = spec_field("A separate file for held-out evaluation; when set, eval_size rows of it.", None)
+    system_prompt: str | None = spec_field("System message prepended to every prompt (chat models).", None)
+    task_params: dict[str, Any] = spec_field(
         "Parameters of a built-in task, e.g. {'n': 2000, 'low': 1, 'high': 50} for arithmetic.", factory=dict
     )
-    seed: int = _help("Seed of the train/held-out split and of built-in task generation.", 0)
+    seed: int = spec_field("Seed of the train/held-out split and of built-in task generation.", 0)
 
 
 @dataclass
 class RewardSpec:
     """One reward function and its weight: a built-in from the rewards registry, or user code."""
 
-    name: str | None = _help("Registry name (see `rewards.available()`), e.g. 'numeric_answer'.", None)
-    weight: float = _help("Weight in the weighted sum of rewards.", 1.0)
-    params: dict[str, Any] = _help("Parameters of a parameterised built-in (its make_… factory).", factory=dict)
-    file: str | None = _help("Path of a .py file defining one reward function (run in the sandbox).", None)
-    source: str | None = _help("Python source of a reward function (run in the sandbox).", None)
+    name: str | None = spec_field("Registry name (see `rewards.available()`), e.g. 'numeric_answer'.", None)
+    weight: float = spec_field("Weight in the weighted sum of rewards.", 1.0)
+    params: dict[str, Any] = spec_field("Parameters of a parameterised built-in (its make_… factory).", factory=dict)
+    file: str | None = spec_field("Path of a .py file defining one reward function (run in the sandbox).", None)
+    source: str | None = spec_field("Python source of a reward function (run in the sandbox).", None)
 
     def label(self) -> str:
         if self.name:
@@ -145,11 +126,11 @@ class RewardSpec:
 class LoraSpec:
     """LoRA adapter settings (PEFT / Unsloth)."""
 
-    enabled: bool = _help("Train a LoRA adapter (False: full fine-tuning).", True)
-    r: int = _help("LoRA rank.", 16)
-    alpha: int = _help("LoRA alpha (scaling = alpha / r).", 32)
-    dropout: float = _help("LoRA dropout.", 0.0)
-    target_modules: list[str] | str = _help(
+    enabled: bool = spec_field("Train a LoRA adapter (False: full fine-tuning).", True)
+    r: int = spec_field("LoRA rank.", 16)
+    alpha: int = spec_field("LoRA alpha (scaling = alpha / r).", 32)
+    dropout: float = spec_field("LoRA dropout.", 0.0)
+    target_modules: list[str] | str = spec_field(
         "Modules to adapt: 'all-linear' or a list of names.",
         factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
     )
@@ -159,19 +140,19 @@ class LoraSpec:
 class TrainingSpec:
     """Optimisation hyper-parameters (passed to TRL's config)."""
 
-    learning_rate: float = _help("Peak learning rate.", 2e-4)
-    max_steps: int = _help("Optimizer steps (>0). Takes precedence over epochs.", 40)
-    per_device_train_batch_size: int = _help(
+    learning_rate: float = spec_field("Peak learning rate.", 2e-4)
+    max_steps: int = spec_field("Optimizer steps (>0). Takes precedence over epochs.", 40)
+    per_device_train_batch_size: int = spec_field(
         "Rows per step (GRPO: completions per step; must be a multiple of num_generations).", 8
     )
-    gradient_accumulation_steps: int = _help("Micro-batches accumulated per optimizer step.", 1)
-    warmup_ratio: float = _help("Share of steps with linear warm-up.", 0.0)
-    lr_scheduler_type: str = _help("Learning-rate schedule (transformers names: constant, linear, cosine…).", "constant")
-    weight_decay: float = _help("AdamW weight decay.", 0.0)
-    max_grad_norm: float = _help("Gradient clipping.", 1.0)
-    optim: str = _help("Optimizer name (transformers).", "adamw_torch")
-    gradient_checkpointing: bool = _help("Trade compute for memory.", False)
-    keep_best: str | None = _help(
+    gradient_accumulation_steps: int = spec_field("Micro-batches accumulated per optimizer step.", 1)
+    warmup_ratio: float = spec_field("Share of steps with linear warm-up.", 0.0)
+    lr_scheduler_type: str = spec_field("Learning-rate schedule (transformers names: constant, linear, cosine…).", "constant")
+    weight_decay: float = spec_field("AdamW weight decay.", 0.0)
+    max_grad_norm: float = spec_field("Gradient clipping.", 1.0)
+    optim: str = spec_field("Optimizer name (transformers).", "adamw_torch")
+    gradient_checkpointing: bool = spec_field("Trade compute for memory.", False)
+    keep_best: str | None = spec_field(
         "Keep the adapter of the best periodic held-out evaluation as the run's adapter/ (like transformers' "
         "load_best_model_at_end), by this metric, higher is better: 'eval/accuracy', 'eval/reward' or "
         "'eval/preference_accuracy'. Needs logging.eval_every. None: the last step's adapter.",
@@ -183,136 +164,69 @@ class TrainingSpec:
 class GenerationSpec:
     """Sampling settings for GRPO rollouts and the length limits of every method."""
 
-    num_generations: int = _help("Completions sampled per prompt (GRPO group size, ≥ 2).", 8)
-    max_completion_length: int = _help("Max new tokens per sampled completion (GRPO) or in evaluation.", 16)
-    max_length: int = _help("Max tokens of prompt+completion (SFT/DFT/DPO truncation).", 256)
-    temperature: float = _help("Sampling temperature for rollouts.", 1.0)
-    top_p: float = _help("Nucleus sampling for rollouts.", 1.0)
-
-
-@dataclass
-class GRPOSpec:
-    """GRPO loss settings (TRL GRPOConfig)."""
-
-    loss_type: str = _help(f"One of {', '.join(GRPO_LOSS_TYPES)}.", "dapo")
-    beta: float = _help("KL coefficient against the reference model (0: no reference model).", 0.0)
-    epsilon: float = _help("PPO clip range (lower).", 0.2)
-    epsilon_high: float | None = _help("PPO clip range (upper); DAPO suggests 0.28. None: same as epsilon.", None)
-    scale_rewards: str = _help("Advantage scaling: 'group' (std), 'batch', or 'none' (Dr. GRPO).", "group")
-    mask_truncated_completions: bool = _help("Exclude completions cut at max length from the loss.", False)
-    num_iterations: int = _help("Policy updates per generation batch (μ).", 1)
-
-
-@dataclass
-class PrefixSpec:
-    """Prefix-RFT (Huang et al. 2025, arXiv 2507.01679): part of each GRPO group continues a prefix of the row's
-    demonstration. Defaults are the paper's values; see docs/prefix-rft.md."""
-
-    demonstration_column: str = _help(
-        "Dataset column holding the reference solution whose prefix guides the prefixed rollouts "
-        "(the built-in arithmetic task: 'solution', e.g. '12 + 7 = 19').",
-        "solution",
-    )
-    n_prefixed: int = _help(
-        "Rollouts per group that continue a demonstration prefix; they replace on-policy ones, so the group "
-        "stays generation.num_generations (paper: 1 of 8).",
-        1,
-    )
-    high: float = _help("Upper bound of the prefix fraction of the demonstration (paper: 0.95, constant).", 0.95)
-    low_start: float = _help("Lower bound of the prefix fraction at step 0 (paper: 0.95).", 0.95)
-    low_end: float = _help("Lower bound of the prefix fraction at the end of the decay (paper: 0.05).", 0.05)
-    schedule: str = _help(
-        "How the lower bound moves from low_start to low_end: 'cosine' (paper), 'linear', or 'constant' "
-        "(low_end from the start: a uniform prefix fraction, the paper's ablation).",
-        "cosine",
-    )
-    decay_steps: int | None = _help("Steps over which the lower bound decays (None: training.max_steps).", None)
-    min_prefix_tokens: int = _help(
-        "Shortest prefix in tokens (the official code's min_prefix_len); a prefix always leaves at least the "
-        "demonstration's last token to the model.",
-        1,
-    )
-    entropy_top_fraction: float = _help(
-        "Share of prefix tokens trained: the highest-entropy ones under the current policy, ranked within each "
-        "micro-batch (paper: 0.2; 1.0 trains every prefix token).",
-        0.2,
-    )
-    continuation_advantage: str = _help(
-        "Advantage of the model's own continuation after a prefix: 'raw' (its reward, as the official code's "
-        "singleton prefix group gives) or 'centred' (reward minus the on-policy mean).",
-        "raw",
-    )
-
-
-@dataclass
-class DPOSpec:
-    """DPO loss settings (TRL DPOConfig). Rows are preference pairs (prompt / chosen / rejected); one row of
-    `training.per_device_train_batch_size` is one pair (two sequences). Sequences longer than
-    `generation.max_length` tokens (prompt + reply) are truncated. With LoRA the reference model is the base model
-    (the adapter switched off), so no second copy of the weights is loaded."""
-
-    beta: float = _help(
-        "Strength of the pull towards the reference model (DPO β): higher stays closer to it. "
-        "For loss_type 'ipo' it is the regulariser τ.",
-        0.1,
-    )
-    loss_type: str = _help(
-        f"Preference loss: 'sigmoid' (standard DPO), or one of {', '.join(DPO_LOSS_TYPES[1:])}.", "sigmoid"
-    )
-    label_smoothing: float = _help(
-        "Assumed share of flipped preference labels, in [0, 0.5) (loss_type 'robust'; 'exo_pair' needs > 0, e.g. 1e-3).",
-        0.0,
-    )
-    sft_weight: float = _help(
-        "Weight of an added SFT (negative log-likelihood) loss on the chosen replies (RPO); 0: pure DPO. Keeps the "
-        "chosen replies' likelihood from falling while the margin grows.",
-        0.0,
-    )
+    num_generations: int = spec_field("Completions sampled per prompt (GRPO group size, ≥ 2).", 8)
+    max_completion_length: int = spec_field("Max new tokens per sampled completion (GRPO) or in evaluation.", 16)
+    max_length: int = spec_field("Max tokens of prompt+completion (SFT/DFT/DPO truncation).", 256)
+    temperature: float = spec_field("Sampling temperature for rollouts.", 1.0)
+    top_p: float = spec_field("Nucleus sampling for rollouts.", 1.0)
 
 
 @dataclass
 class LoggingSpec:
     """How often the run writes metrics, samples, checkpoints and evaluations."""
 
-    logging_steps: int = _help("Write metrics every N steps.", 1)
-    sample_every: int = _help("Write sample completions every N steps (GRPO).", 1)
-    save_steps: int = _help("Save a checkpoint every N steps (also saved on stop).", 20)
-    save_total_limit: int = _help("Keep at most this many checkpoints.", 2)
-    eval_every: int = _help("Held-out evaluation every N steps (0: only at start and end).", 0)
-    eval_at_start: bool = _help("Evaluate the base model before training.", True)
-    eval_at_end: bool = _help("Evaluate the trained model after training.", True)
-    eval_max_new_tokens: int | None = _help("Evaluation generation length (None: max_completion_length).", None)
+    logging_steps: int = spec_field("Write metrics every N steps.", 1)
+    sample_every: int = spec_field("Write sample completions every N steps (GRPO).", 1)
+    save_steps: int = spec_field("Save a checkpoint every N steps (also saved on stop).", 20)
+    save_total_limit: int = spec_field("Keep at most this many checkpoints.", 2)
+    eval_every: int = spec_field("Held-out evaluation every N steps (0: only at start and end).", 0)
+    eval_at_start: bool = spec_field("Evaluate the base model before training.", True)
+    eval_at_end: bool = spec_field("Evaluate the trained model after training.", True)
+    eval_max_new_tokens: int | None = spec_field("Evaluation generation length (None: max_completion_length).", None)
 
 
-@dataclass
+def _with_method_sections(cls: type) -> type:
+    """`cls` as a dataclass with one field per method section, after `generation` (the YAML order users know).
+    A method owns its section's dataclass (app/engine/methods/<method>.py); the RunSpec only lists them."""
+    annotations: dict[str, Any] = {}
+    for name, hint in cls.__annotations__.items():
+        annotations[name] = hint
+        if name == "generation":
+            for method in methods.with_section():
+                annotations[method.section] = method.section_type
+                setattr(cls, method.section, spec_field(method.section_help, factory=method.section_type))
+    cls.__annotations__ = annotations
+    return dataclass(cls)
+
+
+@_with_method_sections
 class RunSpec:
     """Everything that defines a training run."""
 
-    method: str = _help(f"Training method: one of {', '.join(METHODS)}.", "grpo")
-    model: str = _help("'default' (embedded SmolLM2-135M-Instruct), a local folder, or a hub id.", "default")
-    init_adapter: str | None = _help(
+    method: str = spec_field(f"Training method: one of {', '.join(METHODS)}.", "grpo")
+    model: str = spec_field("'default' (embedded SmolLM2-135M-Instruct), a local folder, or a hub id.", "default")
+    init_adapter: str | None = spec_field(
         "A LoRA adapter folder to start from (e.g. a finished run's adapter/): its weights initialise the adapter this "
         "run trains, as in SFT → GRPO. Its rank, alpha and target modules must match the lora section. "
         "None: a fresh adapter.",
         None,
     )
-    name: str | None = _help("Run name (used in the run folder name).", None)
-    backend: str = _help("'auto' (Unsloth where it runs, else TRL+PEFT), 'unsloth' or 'trl'.", "auto")
-    dtype: str = _help("Weights dtype: auto (bf16 on GPU/Unsloth, fp32 on plain CPU), float32, bfloat16, float16.", "auto")
-    load_in_4bit: bool = _help("Unsloth 4-bit loading (GPU only).", False)
-    fast_inference: bool = _help("Unsloth vLLM generation (GPU with vllm installed).", False)
-    seed: int = _help("Random seed of the run.", 42)
-    data: DataSpec = _help("Dataset.", factory=DataSpec)
-    rewards: list[RewardSpec] = _help("Reward functions with weights (GRPO; also used in evaluation).", factory=list)
-    lora: LoraSpec = _help("LoRA adapter.", factory=LoraSpec)
-    training: TrainingSpec = _help("Optimisation.", factory=TrainingSpec)
-    generation: GenerationSpec = _help("Sampling and lengths.", factory=GenerationSpec)
-    grpo: GRPOSpec = _help("GRPO loss.", factory=GRPOSpec)
-    prefix: PrefixSpec = _help("Prefix-RFT settings (method prefix_rft).", factory=PrefixSpec)
-    dpo: DPOSpec = _help("DPO loss (method 'dpo': preference pairs).", factory=DPOSpec)
-    logging: LoggingSpec = _help("Metrics, samples, checkpoints, evaluation.", factory=LoggingSpec)
-    reward_timeout_s: float = _help("Wall-time limit per batch call of a user-written reward.", 10.0)
-    reward_max_failure_rate: float = _help("Stop the run when a reward fails on more than this share of calls.", 0.2)
+    name: str | None = spec_field("Run name (used in the run folder name).", None)
+    backend: str = spec_field("'auto' (Unsloth where it runs, else TRL+PEFT), 'unsloth' or 'trl'.", "auto")
+    dtype: str = spec_field("Weights dtype: auto (bf16 on GPU/Unsloth, fp32 on plain CPU), float32, bfloat16, float16.", "auto")
+    load_in_4bit: bool = spec_field("Unsloth 4-bit loading (GPU only).", False)
+    fast_inference: bool = spec_field("Unsloth vLLM generation (GPU with vllm installed).", False)
+    seed: int = spec_field("Random seed of the run.", 42)
+    data: DataSpec = spec_field("Dataset.", factory=DataSpec)
+    rewards: list[RewardSpec] = spec_field("Reward functions with weights (GRPO; also used in evaluation).", factory=list)
+    lora: LoraSpec = spec_field("LoRA adapter.", factory=LoraSpec)
+    training: TrainingSpec = spec_field("Optimisation.", factory=TrainingSpec)
+    generation: GenerationSpec = spec_field("Sampling and lengths.", factory=GenerationSpec)
+    # Here each method with a section of its own (methods.with_section(): grpo, prefix, dpo, …) gets a field named
+    # after it, added by `_with_method_sections` below.
+    logging: LoggingSpec = spec_field("Metrics, samples, checkpoints, evaluation.", factory=LoggingSpec)
+    reward_timeout_s: float = spec_field("Wall-time limit per batch call of a user-written reward.", 10.0)
+    reward_max_failure_rate: float = spec_field("Stop the run when a reward fails on more than this share of calls.", 0.2)
 
     # -- serialisation -------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -405,6 +319,11 @@ class RunSpec:
     @property
     def is_rl(self) -> bool:
         return self.method in RL_METHODS
+
+    @property
+    def training_method(self) -> "methods.TrainingMethod":
+        """The registered method this spec trains with (KeyError for an unknown one; validate() says it first)."""
+        return methods.get(self.method)
 
 
 # -- building dataclasses from plain dicts with clear messages ----------------------------------------------

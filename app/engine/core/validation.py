@@ -15,10 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from app.engine.training.models import ModelNotFound, classify_model
-from app.engine.core.spec import BACKENDS, DTYPES, GRPO_LOSS_TYPES, METHODS, RL_METHODS, SCALE_REWARDS, RunSpec, SpecError
+from app.engine.core.fields import check_positive_int, finite
+from app.engine import methods
+from app.engine.core.spec import BACKENDS, DTYPES, METHODS, RunSpec, SpecError
 
 
-KEEP_BEST_METRICS = ("eval/accuracy", "eval/reward", "eval/preference_accuracy")  # higher is better
+# Metrics training.keep_best ranks by, higher is better: the shared evaluation's and each method's own.
+KEEP_BEST_METRICS = ("eval/accuracy", "eval/reward", *(k for m in methods.all() for k in m.eval_metrics))
 
 
 def spec_problems(spec: RunSpec, check_files: bool = True) -> list[SpecError]:
@@ -40,26 +43,26 @@ def spec_problems(spec: RunSpec, check_files: bool = True) -> list[SpecError]:
         bad("model", str(exc))
 
     t, g, lg = spec.training, spec.generation, spec.logging
-    _positive(bad, "training.max_steps", t.max_steps)
-    _positive(bad, "training.per_device_train_batch_size", t.per_device_train_batch_size)
-    _positive(bad, "training.gradient_accumulation_steps", t.gradient_accumulation_steps)
-    if not (_finite(t.learning_rate) and t.learning_rate > 0):
+    check_positive_int(bad, "training.max_steps", t.max_steps)
+    check_positive_int(bad, "training.per_device_train_batch_size", t.per_device_train_batch_size)
+    check_positive_int(bad, "training.gradient_accumulation_steps", t.gradient_accumulation_steps)
+    if not (finite(t.learning_rate) and t.learning_rate > 0):
         bad("training.learning_rate", f"must be a positive number, got {t.learning_rate}")
-    if not (_finite(t.warmup_ratio) and 0 <= t.warmup_ratio < 1):
+    if not (finite(t.warmup_ratio) and 0 <= t.warmup_ratio < 1):
         bad("training.warmup_ratio", f"must be in [0, 1), got {t.warmup_ratio}")
     for name in ("weight_decay", "max_grad_norm"):
-        if not (_finite(getattr(t, name)) and getattr(t, name) >= 0):
+        if not (finite(getattr(t, name)) and getattr(t, name) >= 0):
             bad(f"training.{name}", f"must be a finite number ≥ 0, got {getattr(t, name)}")
     problems.extend(_name_problem("training.lr_scheduler_type", t.lr_scheduler_type, "trainer_utils", "SchedulerType"))
     problems.extend(_name_problem("training.optim", t.optim, "training_args", "OptimizerNames"))
-    _positive(bad, "generation.max_completion_length", g.max_completion_length)
-    _positive(bad, "generation.max_length", g.max_length)
-    if not (_finite(g.temperature) and g.temperature > 0):
+    check_positive_int(bad, "generation.max_completion_length", g.max_completion_length)
+    check_positive_int(bad, "generation.max_length", g.max_length)
+    if not (finite(g.temperature) and g.temperature > 0):
         bad("generation.temperature", f"must be a finite number > 0, got {g.temperature}")
-    if not (_finite(g.top_p) and 0 < g.top_p <= 1):
+    if not (finite(g.top_p) and 0 < g.top_p <= 1):
         bad("generation.top_p", f"must be in (0, 1], got {g.top_p}")
     for name in ("logging_steps", "sample_every", "save_steps", "save_total_limit"):
-        _positive(bad, f"logging.{name}", getattr(lg, name))
+        check_positive_int(bad, f"logging.{name}", getattr(lg, name))
     if not isinstance(lg.eval_every, int) or lg.eval_every < 0:
         bad("logging.eval_every", f"must be 0 (off) or positive, got {lg.eval_every}")
     if t.keep_best is not None:
@@ -70,113 +73,30 @@ def spec_problems(spec: RunSpec, check_files: bool = True) -> list[SpecError]:
         elif spec.data.eval_size == 0 and not spec.data.eval_source:
             bad("training.keep_best", "needs held-out rows: set data.eval_size (or data.eval_source)")
     if lg.eval_max_new_tokens is not None:
-        _positive(bad, "logging.eval_max_new_tokens", lg.eval_max_new_tokens)
+        check_positive_int(bad, "logging.eval_max_new_tokens", lg.eval_max_new_tokens)
     if spec.lora.enabled:
-        _positive(bad, "lora.r", spec.lora.r)
-        _positive(bad, "lora.alpha", spec.lora.alpha)
-        if not (_finite(spec.lora.dropout) and 0 <= spec.lora.dropout < 1):
+        check_positive_int(bad, "lora.r", spec.lora.r)
+        check_positive_int(bad, "lora.alpha", spec.lora.alpha)
+        if not (finite(spec.lora.dropout) and 0 <= spec.lora.dropout < 1):
             bad("lora.dropout", f"must be in [0, 1), got {spec.lora.dropout}")
     # The sandbox's own limits: a timeout ≤ 0 fails every call of a user reward, a huge one hangs the run.
-    if not (_finite(spec.reward_timeout_s) and 0 < spec.reward_timeout_s <= 3600):
+    if not (finite(spec.reward_timeout_s) and 0 < spec.reward_timeout_s <= 3600):
         bad("reward_timeout_s", f"must be a number of seconds in (0, 3600], got {spec.reward_timeout_s}")
     # A rate above 1 can never be exceeded, which silently turns the failure stop off.
-    if not (_finite(spec.reward_max_failure_rate) and 0 <= spec.reward_max_failure_rate <= 1):
+    if not (finite(spec.reward_max_failure_rate) and 0 <= spec.reward_max_failure_rate <= 1):
         bad("reward_max_failure_rate", f"must be a share in [0, 1] (e.g. 0.2), got {spec.reward_max_failure_rate}")
     if spec.data.eval_size < 0:
         bad("data.eval_size", f"must be ≥ 0, got {spec.data.eval_size}")
     if spec.data.train_size is not None and spec.data.train_size <= 0:
         bad("data.train_size", f"must be positive or empty, got {spec.data.train_size}")
 
-    if spec.method in RL_METHODS:
-        if g.num_generations < 2:
-            bad("generation.num_generations", f"GRPO needs at least 2 completions per prompt, got {g.num_generations}")
-        else:
-            batch = t.per_device_train_batch_size * t.gradient_accumulation_steps
-            if batch % g.num_generations:
-                bad(
-                    "training.per_device_train_batch_size",
-                    f"the generation batch ({t.per_device_train_batch_size} × {t.gradient_accumulation_steps} "
-                    f"accumulation = {batch}) must be divisible by generation.num_generations ({g.num_generations})",
-                )
-        if spec.grpo.loss_type not in GRPO_LOSS_TYPES:
-            bad("grpo.loss_type", f"unknown loss {spec.grpo.loss_type!r}; choose one of {', '.join(GRPO_LOSS_TYPES)}")
-        if spec.grpo.scale_rewards not in SCALE_REWARDS:
-            bad("grpo.scale_rewards", f"choose one of {', '.join(SCALE_REWARDS)}")
-        if not (_finite(spec.grpo.beta) and spec.grpo.beta >= 0):
-            bad("grpo.beta", f"must be a finite number ≥ 0, got {spec.grpo.beta}")
-        if not (_finite(spec.grpo.epsilon) and spec.grpo.epsilon > 0):
-            bad("grpo.epsilon", f"must be a finite number > 0, got {spec.grpo.epsilon}")
-        if spec.grpo.epsilon_high is not None and not (_finite(spec.grpo.epsilon_high) and spec.grpo.epsilon_high > 0):
-            bad("grpo.epsilon_high", f"must be a finite number > 0 or empty, got {spec.grpo.epsilon_high}")
-        if not isinstance(spec.grpo.num_iterations, int) or spec.grpo.num_iterations < 1:
-            bad("grpo.num_iterations", f"must be at least 1 (policy updates per generation batch), got "
-                                       f"{spec.grpo.num_iterations!r}")
-        if not spec.rewards:
-            bad("rewards", "GRPO needs at least one reward function")
-    if spec.method == "prefix_rft":
-        problems.extend(prefix_rft_problems(spec))
-    if spec.method == "dpo":
-        problems.extend(dpo_problems(spec))
+    method = methods.find(spec.method)
+    if method is not None:  # its own section and the shared settings it relies on
+        problems.extend(method.problems(spec))
     problems.extend(reward_problems(spec, check_files))
     problems.extend(init_adapter_problems(spec, check_files))
-    if check_files and not any(p.field.startswith("data") for p in problems):
+    if check_files and method is not None and not any(p.field.startswith("data") for p in problems):
         problems.extend(data_problems(spec))
-    return problems
-
-
-# Loss aggregations the Prefix-RFT loss implements (app/engine/prefix_rft.py); the paper uses dr_grpo.
-PREFIX_RFT_LOSS_TYPES = ("dr_grpo", "grpo", "bnpo", "dapo")
-PREFIX_SCHEDULES = ("cosine", "linear", "constant")
-CONTINUATION_ADVANTAGES = ("raw", "centred")
-
-
-def prefix_rft_problems(spec: RunSpec) -> list[SpecError]:
-    """Checks of the `prefix` section and of the GRPO settings Prefix-RFT relies on."""
-    problems: list[SpecError] = []
-
-    def bad(field: str, problem: str) -> None:
-        problems.append(SpecError(field, problem))
-
-    p, g = spec.prefix, spec.generation
-    if not isinstance(p.demonstration_column, str) or not p.demonstration_column.strip():
-        bad("prefix.demonstration_column", "name the dataset column holding the demonstrations (e.g. 'solution')")
-    elif p.demonstration_column in ("prompt", "messages"):
-        bad("prefix.demonstration_column", f"'{p.demonstration_column}' is the prompt; name the reference-solution column")
-    if not isinstance(p.n_prefixed, int) or p.n_prefixed < 1:
-        bad("prefix.n_prefixed", f"must be at least 1, got {p.n_prefixed!r}")
-    elif g.num_generations >= 2 and p.n_prefixed >= g.num_generations:
-        bad(
-            "prefix.n_prefixed",
-            f"must be below generation.num_generations ({g.num_generations}): the on-policy rollouts of a group are "
-            f"the baseline of its advantages, so at least one must remain (got {p.n_prefixed})",
-        )
-    for name in ("high", "low_start", "low_end"):
-        value = getattr(p, name)
-        if not (isinstance(value, (int, float)) and 0.0 <= value <= 1.0):
-            bad(f"prefix.{name}", f"must be a fraction in [0, 1], got {value!r}")
-    if p.high == 0.0:
-        bad("prefix.high", "must be above 0 (a prefix fraction of 0 is an ordinary rollout)")
-    if p.low_start > p.high or p.low_end > p.high:
-        bad("prefix.low_end" if p.low_end > p.high else "prefix.low_start",
-            f"the lower bounds (low_start {p.low_start}, low_end {p.low_end}) must not exceed prefix.high ({p.high})")
-    if p.schedule not in PREFIX_SCHEDULES:
-        bad("prefix.schedule", f"unknown schedule {p.schedule!r}; choose one of {', '.join(PREFIX_SCHEDULES)}")
-    if p.decay_steps is not None and (not isinstance(p.decay_steps, int) or p.decay_steps <= 0):
-        bad("prefix.decay_steps", f"must be a positive integer or empty (training.max_steps), got {p.decay_steps!r}")
-    _positive(bad, "prefix.min_prefix_tokens", p.min_prefix_tokens)
-    if not (isinstance(p.entropy_top_fraction, (int, float)) and 0.0 < p.entropy_top_fraction <= 1.0):
-        bad("prefix.entropy_top_fraction", f"must be in (0, 1], got {p.entropy_top_fraction!r}")
-    if p.continuation_advantage not in CONTINUATION_ADVANTAGES:
-        bad("prefix.continuation_advantage",
-            f"choose one of {', '.join(CONTINUATION_ADVANTAGES)}, got {p.continuation_advantage!r}")
-    if spec.grpo.loss_type not in PREFIX_RFT_LOSS_TYPES:
-        bad("grpo.loss_type",
-            f"Prefix-RFT supports {', '.join(PREFIX_RFT_LOSS_TYPES)} (the paper: dr_grpo), got {spec.grpo.loss_type!r}")
-    if spec.grpo.scale_rewards != "none":
-        bad("grpo.scale_rewards",
-            "Prefix-RFT uses Dr. GRPO advantages (reward minus the on-policy mean, no std scaling): set it to 'none'")
-    if spec.grpo.beta != 0:
-        bad("grpo.beta", f"Prefix-RFT trains without a KL term (the paper's setting): set it to 0, got {spec.grpo.beta}")
     return problems
 
 
@@ -220,47 +140,6 @@ def init_adapter_problems(spec: RunSpec, check_files: bool = True) -> list[SpecE
                                       f"must match the init adapter's target modules {sorted(theirs_set)}, "
                                       f"got {sorted(wanted_set)}"))
     return problems
-
-
-def demonstration_problem(column: str, rows: list[dict]) -> str | None:
-    """One sentence when the rows lack the demonstration column Prefix-RFT needs, else None."""
-    columns = set().union(*(row.keys() for row in rows[:50])) if rows else set()
-    if column not in columns:
-        return (f"Prefix-RFT needs a demonstration column '{column}' (prefix.demonstration_column) with a reference "
-                f"solution per row; the dataset has {sorted(columns)}")
-    if not any(row.get(column) not in (None, "", []) for row in rows):
-        return f"the demonstration column '{column}' is empty in every row"
-    return None
-
-
-def dpo_problems(spec: RunSpec) -> list[SpecError]:
-    """Checks of the `dpo` section (TRL DPOConfig values that would fail at trainer construction or train badly)."""
-    from app.engine.core.spec import DPO_LOSS_TYPES
-
-    problems: list[SpecError] = []
-    d = spec.dpo
-    if not (isinstance(d.beta, (int, float)) and math.isfinite(d.beta) and d.beta > 0):
-        bad_beta = "must be a positive number (e.g. 0.1; higher stays closer to the reference model)"
-        problems.append(SpecError("dpo.beta", f"{bad_beta}, got {d.beta!r}"))
-    if d.loss_type not in DPO_LOSS_TYPES:
-        problems.append(SpecError("dpo.loss_type", f"unknown loss {d.loss_type!r}; choose one of {', '.join(DPO_LOSS_TYPES)}"))
-    if not (isinstance(d.label_smoothing, (int, float)) and 0.0 <= d.label_smoothing < 0.5):
-        problems.append(SpecError("dpo.label_smoothing", f"must be in [0, 0.5), got {d.label_smoothing!r}"))
-    elif d.loss_type == "exo_pair" and d.label_smoothing == 0:
-        problems.append(SpecError("dpo.label_smoothing", "loss_type 'exo_pair' needs label_smoothing > 0 (the EXO paper: 1e-3)"))
-    if not (isinstance(d.sft_weight, (int, float)) and math.isfinite(d.sft_weight) and d.sft_weight >= 0):
-        problems.append(SpecError("dpo.sft_weight", f"must be ≥ 0 (0: pure DPO), got {d.sft_weight!r}"))
-    return problems
-
-
-def _positive(bad, field: str, value: int) -> None:
-    if not isinstance(value, int) or value <= 0:
-        bad(field, f"must be a positive integer, got {value!r}")
-
-
-def _finite(value: Any) -> bool:
-    """A real number, not NaN or ±inf (comparisons with NaN are all False, so `x > 0` alone lets NaN through)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _name_problem(field: str, value: Any, module: str, enum: str) -> list[SpecError]:
@@ -365,10 +244,10 @@ def _check_data(spec: RunSpec) -> tuple[list[SpecError], Any]:
     from app.engine.data.sources import DataError, column_problem, load_data, load_source_rows, row_locations
 
     d = spec.data
-    method = "grpo" if spec.method == "prefix_rft" else spec.method
-    sources = [("data.source", d.source, d.task_params, method)]
-    if d.eval_source:  # held-out rows are prompts for evaluation (pairs, for DPO)
-        sources.append(("data.eval_source", d.eval_source, None, "dpo" if method == "dpo" else "eval"))
+    sources = [("data.source", d.source, d.task_params, spec.method)]
+    if d.eval_source:  # held-out rows: prompts for the shared evaluation, or the method's own rows (DPO's pairs)
+        evaluates_own_rows = bool(methods.get(spec.method).eval_metrics)
+        sources.append(("data.eval_source", d.eval_source, None, spec.method if evaluates_own_rows else "eval"))
     for field, source, params, kind in sources:
         try:
             rows = load_source_rows(source, d.split, d.seed, params)
@@ -384,10 +263,9 @@ def _check_data(spec: RunSpec) -> tuple[list[SpecError], Any]:
         data = load_data(d)
     except DataError as exc:
         return [SpecError(getattr(exc, "field", "data.source"), str(exc))], None
-    if spec.method == "prefix_rft":
-        problem = demonstration_problem(spec.prefix.demonstration_column, data.train)
-        if problem:
-            return [SpecError("data.source", problem)], None
+    problem = methods.get(spec.method).data_problem(spec, data.train)
+    if problem:
+        return [SpecError("data.source", problem)], None
     return [], data
 
 

@@ -418,131 +418,6 @@ def next_unjudged(prompts: Sequence[Messages], start: int, path: str | os.PathLi
     return i
 
 
-# -- scoring a model on held-out pairs ------------------------------------------------------------------------------
-def _completion_ids(tok: Any, prompt: Messages, reply: Messages) -> tuple[list[int], list[int]]:
-    """(prompt ids, reply ids) as TRL's DPOTrainer tokenizes a conversational pair: the reply starts where the
-    templated prompt and the templated prompt+reply diverge."""
-    prompt_ids = tok.apply_chat_template(
-        prompt, tokenize=True, add_generation_prompt=True, return_dict=True
-    )["input_ids"]
-    full_ids = tok.apply_chat_template(prompt + reply, tokenize=True, return_dict=True)["input_ids"]
-    n = 0
-    while n < min(len(prompt_ids), len(full_ids)) and prompt_ids[n] == full_ids[n]:
-        n += 1
-    return list(full_ids[:n]), list(full_ids[n:])
-
-
-def sequence_logps(
-    model: Any, tokenizer: Any, pairs: Sequence[tuple[Messages, Messages]], batch_size: int = 8, max_length: int = 512,
-) -> list[float]:
-    """Sum of the log-probabilities of each reply given its prompt (what DPO compares), in eval mode."""
-    import torch
-
-    tok = getattr(tokenizer, "tokenizer", tokenizer)
-    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-    device = next(model.parameters()).device
-    encoded = []
-    for prompt, reply in pairs:
-        p, r = _completion_ids(tok, prompt, reply)
-        ids = (p + r)[:max_length]
-        encoded.append((ids, min(len(p), len(ids))))
-    out: list[float] = []
-    for start in range(0, len(encoded), batch_size):
-        chunk = encoded[start : start + batch_size]
-        width = max(len(ids) for ids, _ in chunk)
-        input_ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-        attention = torch.zeros((len(chunk), width), dtype=torch.long)
-        for i, (ids, _) in enumerate(chunk):
-            input_ids[i, : len(ids)] = torch.tensor(ids)
-            attention[i, : len(ids)] = 1
-        logits = model(input_ids=input_ids.to(device), attention_mask=attention.to(device)).logits.float()
-        logps = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, input_ids[:, 1:, None].to(device))[..., 0]
-        for i, (ids, n_prompt) in enumerate(chunk):
-            # tokens n_prompt .. len(ids)-1 are the reply; token t is predicted at position t-1
-            out.append(float(logps[i, max(n_prompt - 1, 0) : len(ids) - 1].sum()))
-    return out
-
-
-def preference_eval(
-    model: Any,
-    tokenizer: Any,
-    rows: Sequence[dict[str, Any]],
-    system_prompt: str | None = None,
-    batch_size: int = 8,
-    max_length: int = 512,
-    unsloth: bool = False,
-    prefix: str = "eval/",
-) -> dict[str, Any]:
-    """How strongly the model prefers the chosen replies of held-out pairs, from its own log-probabilities:
-
-    `preference_accuracy`  share of pairs with log p(chosen) > log p(rejected)
-    `preference_margin`    mean of log p(chosen) − log p(rejected) (nats, summed over the reply's tokens)
-    `logps/chosen`, `logps/rejected`  mean summed log-probabilities
-
-    Unlike TRL's `rewards/accuracies` (relative to the reference model, so 0 before the first update), these are
-    comparable between the base model and the trained one. Rows with a problem are left out.
-    """
-    from app.engine.evaluation.evaluate import inference_mode
-
-    start = time.time()
-    pairs = []
-    for row in rows:
-        if row_problem(row) is None:
-            pairs.append(normalize_pair(row, system_prompt))
-    if not pairs:
-        return {}
-    seqs = [(p["prompt"], p["chosen"]) for p in pairs] + [(p["prompt"], p["rejected"]) for p in pairs]
-    with inference_mode(model, unsloth=unsloth):
-        logps = sequence_logps(model, tokenizer, seqs, batch_size=batch_size, max_length=max_length)
-    chosen, rejected = logps[: len(pairs)], logps[len(pairs) :]
-    margins = [c - r for c, r in zip(chosen, rejected)]
-    return {
-        f"{prefix}preference_accuracy": sum(m > 0 for m in margins) / len(margins),
-        f"{prefix}preference_margin": sum(margins) / len(margins),
-        f"{prefix}logps/chosen": sum(chosen) / len(chosen),
-        f"{prefix}logps/rejected": sum(rejected) / len(rejected),
-        f"{prefix}preference_n": len(pairs),
-        f"{prefix}preference_seconds": round(time.time() - start, 2),
-    }
-
-
-# -- training -------------------------------------------------------------------------------------------------------
-def dpo_trainer(spec: Any, model: Any, tokenizer: Any, peft_cfg: Any, train_ds: Any, common: dict[str, Any]) -> Any:
-    """`trl.DPOTrainer` for a RunSpec with method 'dpo' (the worker's `_build_trainer` calls this with the common
-    TrainingArguments). LoRA: TRL wraps the model with `peft_cfg`; an Unsloth model arrives wrapped already (TRL then
-    keeps a frozen copy of the fresh adapter as the reference). Import only after the backend was chosen."""
-    from trl import DPOConfig, DPOTrainer
-
-    d = spec.dpo
-    loss_type, loss_weights = [d.loss_type], None
-    if d.sft_weight > 0:  # RPO: DPO plus an NLL term on the chosen replies
-        loss_type, loss_weights = [d.loss_type, "sft"], [1.0, float(d.sft_weight)]
-    cfg = DPOConfig(
-        **common,
-        max_length=spec.generation.max_length,
-        beta=d.beta,
-        loss_type=loss_type,
-        loss_weights=loss_weights,
-        label_smoothing=d.label_smoothing,
-    )
-    return DPOTrainer(model=model, processing_class=tokenizer, args=cfg, train_dataset=train_ds, peft_config=peft_cfg)
-
-
-def worker_eval(spec: Any, model: Any, tokenizer: Any, rows: Sequence[dict[str, Any]], unsloth: bool,
-                log: Any = print, step: int = 0) -> dict[str, Any]:
-    """The worker's held-out preference evaluation of a DPO run ({} for other methods or without held-out rows)."""
-    if spec.method != "dpo" or not rows:
-        return {}
-    metrics = preference_eval(
-        model, tokenizer, rows, system_prompt=spec.data.system_prompt, max_length=spec.generation.max_length,
-        unsloth=unsloth,
-    )
-    if metrics:
-        log(f"[eval step {step}] preference accuracy {metrics['eval/preference_accuracy']:.1%}, margin "
-            f"{metrics['eval/preference_margin']:.2f} nats on {metrics['eval/preference_n']} held-out pairs")
-    return metrics
-
-
 # -- the shipped example file ---------------------------------------------------------------------------------------
 def write_arithmetic_pairs(path: str | os.PathLike[str], n: int = SHIPPED_PAIRS_N, seed: int = 0) -> int:
     """Write the built-in `arithmetic_pairs` task (plain form, with the `answer` column) as a JSONL file."""
@@ -588,8 +463,7 @@ def main(argv: list[str] | None = None) -> int:
 __all__ = [
     "PairError", "PairSample", "append_pair", "read_pairs", "count_pairs", "validate_pairs", "pairs_problem",
     "row_problem", "normalize_pair", "to_trl_pairs", "sample_pair", "record_choice", "judged_prompts",
-    "next_unjudged", "skipped_path", "preference_eval", "sequence_logps", "write_arithmetic_pairs", "SHIPPED_PAIRS", "dpo_trainer",
-    "worker_eval",
+    "next_unjudged", "skipped_path", "write_arithmetic_pairs", "SHIPPED_PAIRS",
 ]
 
 if __name__ == "__main__":

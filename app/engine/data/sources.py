@@ -13,21 +13,12 @@ from typing import Any, Callable
 from app.engine.data.splits import SplitError, SplitReport, disjoint_split, key_function, prompt_key, split_two_sources
 from app.engine.data.tasks import builtin_task_rows
 from app.engine.core.folders import PROJECT_ROOT
+from app.engine.data import forms
+from app.engine.data.forms import DataError
+from app.engine.data.forms import PROMPT_COLUMNS, SFT_TARGET_COLUMNS, prompt_messages  # noqa: F401 (the data API)
 
 BUILTIN_PREFIX = "builtin:"
 HUB_PREFIX = "hub:"
-# Columns TRL treats specially; everything else is passed to GRPO reward functions.
-PROMPT_COLUMNS = ("prompt", "messages")
-SFT_TARGET_COLUMNS = ("completion", "answer")
-
-
-class DataError(ValueError):
-    """A dataset problem, stated in one sentence that names the file or column; `field` is the RunSpec field."""
-
-    def __init__(self, message: str, field: str = "data.source"):
-        super().__init__(message)
-        self.field = field
-
 
 @dataclass
 class LoadedData:
@@ -117,57 +108,6 @@ def load_data(data_spec: Any) -> LoadedData:
     return LoadedData(train=train, eval=held, source=data_spec.source, split=report)
 
 
-def column_problem(method: str, rows: list[dict], where: Callable[[int], str] | None = None) -> str | None:
-    """One sentence naming what the rows lack for `method` ('eval' for held-out prompts), or None when they fit.
-
-    Every row is checked, not a sample: a bad row deep in a file fails a run as surely as the first. `where(i)`
-    names the i-th row (0-based) as its file does ("line 23", see `row_locations`); the default is "row i+1"."""
-    if not rows:
-        return "the dataset has no rows"
-    if method == "dpo":  # preference pairs: every row is checked (columns, empty replies, chosen == rejected)
-        from app.engine.data.preferences import pairs_problem
-
-        return pairs_problem(rows)
-    label = where or (lambda i: f"row {i + 1}")
-    columns = set().union(*(row.keys() for row in rows))
-    if method in ("grpo", "eval"):
-        if not columns & set(PROMPT_COLUMNS):
-            what = "GRPO" if method == "grpo" else "Evaluation"
-            return f"{what} needs a 'prompt' (or chat 'messages') column; the dataset has {sorted(columns)}"
-    elif method in ("sft", "dft"):
-        if not ({"messages", "text"} & columns):
-            if "prompt" not in columns:
-                return f"{method.upper()} needs 'prompt' + 'completion' (or 'messages', or 'text'); found {sorted(columns)}"
-            if not columns & set(SFT_TARGET_COLUMNS):
-                return f"{method.upper()} needs a 'completion' (or 'answer') column with the target reply; found {sorted(columns)}"
-    for i, row in enumerate(rows):
-        problem = _row_problem(method, row)
-        if problem:
-            return f"{label(i)} {problem}"
-    return None
-
-
-def _row_problem(method: str, row: dict) -> str | None:
-    """What one row lacks for `method`, read the way `to_trl_rows` / `prompt_messages` will read it."""
-    if method in ("sft", "dft") and "prompt" not in row:
-        if "messages" in row:
-            return None if isinstance(row["messages"], list) else "has no 'messages' list (a list of chat turns)"
-        if "text" in row:
-            text = row["text"]
-            return None if isinstance(text, str) and text.strip() else "has an empty 'text'"
-    prompt = row.get("prompt")
-    if prompt is None:  # prompt_messages falls back to the chat `messages` of the row
-        prompt = row.get("messages")
-    if prompt is None or (isinstance(prompt, str) and not prompt.strip()) or (isinstance(prompt, list) and not prompt):
-        return "has an empty prompt"
-    if not isinstance(prompt, (str, list)) or (isinstance(prompt, list) and not all(
-            isinstance(m, dict) and "content" in m for m in prompt)):
-        return f"has a prompt that is neither text nor a list of chat messages ({type(prompt).__name__})"
-    if method in ("sft", "dft") and "messages" not in row and all(row.get(c) is None for c in SFT_TARGET_COLUMNS):
-        return "has no completion (or answer): nothing to train on"
-    return None
-
-
 def row_locations(source: str) -> list[str] | None:
     """Where each row of a file source sits in its file ("line 23"), in the order `load_source_rows` returns them;
     None when the source is not a file or the lines cannot be told (messages then count rows). Rows are checked
@@ -235,83 +175,28 @@ def _json_list_lines(text: str) -> list[str] | None:
     return out
 
 
-def prompt_messages(row: dict, system_prompt: str | None = None) -> list[dict[str, str]]:
-    """The row's prompt as chat messages (system message first when given)."""
-    if "prompt" in row and row["prompt"] is not None:
-        prompt = row["prompt"]
-        messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
-    else:  # a `messages` conversation: everything before the last assistant turn is the prompt
-        messages = list(row["messages"])
-        while messages and messages[-1].get("role") == "assistant":
-            messages.pop()
-    if system_prompt and not (messages and messages[0].get("role") == "system"):
-        messages = [{"role": "system", "content": system_prompt}] + messages
-    return messages
+def column_problem(method: str, rows: list[dict], where: Callable[[int], str] | None = None) -> str | None:
+    """One sentence naming what the rows lack for `method` ('eval' for held-out prompts), or None when they fit.
+    The method's row form decides (app.engine.data.forms)."""
+    if method == "eval":
+        return forms.column_problem(forms.PROMPT, rows, where, what="Evaluation")
+    from app.engine import methods
 
-
-def _target_text(row: dict) -> str:
-    for column in SFT_TARGET_COLUMNS:
-        if row.get(column) is not None:
-            value = row[column]
-            if isinstance(value, list):  # chat-form completion
-                return "".join(m.get("content", "") for m in value)
-            return str(value)
-    raise DataError("a row has no completion/answer")
+    return methods.get(method).rows_problem(rows, where)
 
 
 def to_trl_rows(rows: list[dict], method: str, system_prompt: str | None = None) -> list[dict]:
-    """Rows in the conversational form TRL expects for `method`.
+    """Rows in the form `method`'s TRL trainer reads (see app.engine.data.forms)."""
+    from app.engine import methods
 
-    GRPO: `prompt` as messages plus every other column (TRL passes them to the reward functions).
-    SFT/DFT: `messages` rows stay as they are; `text` rows stay; prompt+completion becomes conversational
-    prompt/completion so the loss covers only the completion.
-    DPO: `prompt` / `chosen` / `rejected` in conversational form and nothing else (plain text becomes one message,
-    an implicit prompt is split off; see `preferences.normalize_pair`).
-    """
-    if method == "dpo":
-        from app.engine.data.preferences import to_trl_pairs
-
-        return to_trl_pairs(rows, system_prompt)
-    out = []
-    for row in rows:
-        if method in ("sft", "dft"):
-            if "messages" in row and "prompt" not in row:
-                msgs = list(row["messages"])
-                if system_prompt and not (msgs and msgs[0].get("role") == "system"):
-                    msgs = [{"role": "system", "content": system_prompt}] + msgs
-                out.append({"messages": msgs})
-            elif "text" in row and "prompt" not in row:
-                out.append({"text": str(row["text"])})
-            else:
-                out.append(
-                    {
-                        "prompt": prompt_messages(row, system_prompt),
-                        "completion": [{"role": "assistant", "content": _target_text(row)}],
-                    }
-                )
-        else:
-            extra = {k: v for k, v in row.items() if k not in ("prompt", "messages", "completion_ids")}
-            out.append({**extra, "prompt": prompt_messages(row, system_prompt)})
-    return out
-
-
-def _uniform_scalars(rows: list[dict]) -> list[dict]:
-    """Columns mixing numbers and text (CSV answers, hand-written JSONL) become text: Arrow wants one type."""
-    mixed = set()
-    for column in set().union(*(r.keys() for r in rows)) if rows else ():
-        kinds = {type(r[column]) for r in rows if r.get(column) is not None}
-        if str in kinds and kinds & {int, float, bool}:
-            mixed.add(column)
-    if not mixed:
-        return rows
-    return [{k: (str(v) if k in mixed and v is not None else v) for k, v in r.items()} for r in rows]
+    return methods.get(method).trl_rows(rows, system_prompt)
 
 
 def to_trl_dataset(rows: list[dict], method: str, system_prompt: str | None = None):
     """A `datasets.Dataset` of `to_trl_rows`; mixed-type columns get one clear error."""
     import datasets
 
-    trl_rows = _uniform_scalars(to_trl_rows(rows, method, system_prompt))
+    trl_rows = forms.uniform_scalars(to_trl_rows(rows, method, system_prompt))
     try:
         return datasets.Dataset.from_list(trl_rows)
     except Exception as exc:  # pyarrow type clashes, e.g. an answer column holding numbers and text

@@ -223,28 +223,15 @@ class PlaygroundResult:
 
 
 def advantage_scaling(spec: Any | None) -> tuple[str, str]:
-    """How a run built from `spec` (a RunSpec or its dict) scales GRPO advantages, and a sentence naming it.
+    """How a run built from `spec` (a RunSpec or its dict) scales GRPO advantages, and a sentence naming it: the
+    method's own rule (GRPO follows `grpo.scale_rewards`; Prefix-RFT is always reward − group mean). A method that
+    samples no groups is shown as GRPO would score the rows."""
+    from app.engine import methods
 
-    Prefix-RFT's on-policy rollouts get reward − group mean whatever `scale_rewards` says (its advantages are the
-    official code's Dr. GRPO ones); GRPO follows `grpo.scale_rewards`."""
-    def get(obj: Any, *path: str) -> Any:
-        for part in path:
-            obj = obj.get(part) if isinstance(obj, dict) else getattr(obj, part, None)
-        return obj
-
-    method = get(spec, "method") or "grpo"
-    loss = get(spec, "grpo", "loss_type") or "dapo"
-    if method == "prefix_rft":
-        return "none", ("Advantages as Prefix-RFT trains them: reward − group mean, no std scaling (Dr. GRPO; "
-                        "prefixed rollouts are scored against the on-policy mean).")
-    scale = get(spec, "grpo", "scale_rewards") or "group"
-    text = {
-        "group": "(reward − group mean) / group std (grpo.scale_rewards: group)",
-        "batch": "(reward − group mean) / std over the whole batch (grpo.scale_rewards: batch; with one group "
-                 "shown, the batch is that group)",
-        "none": "reward − group mean, no std scaling (grpo.scale_rewards: none, Dr. GRPO)",
-    }.get(scale, scale)
-    return scale, f"Advantages as this run's GRPO computes them: {text}; loss {loss}."
+    key = (spec.get("method") if isinstance(spec, dict) else getattr(spec, "method", None)) or "grpo"
+    method = methods.find(key)
+    scaling = method.advantage_scaling(spec) if method is not None else None
+    return scaling or methods.get("grpo").advantage_scaling(spec)
 
 
 def run_playground(rows: list[dict[str, Any]], funcs: Sequence[tuple[Callable[..., Any], float]],

@@ -17,6 +17,9 @@ from typing import Any, Iterable, Sequence
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from app.engine import methods
+from app.engine.methods.base import MethodCharts
+
 Record = dict[str, Any]
 
 # Colours: the total reward stands out; per-reward lines take the rest of a colour-blind-safe palette.
@@ -30,33 +33,6 @@ EVAL_HEIGHT = 300
 DYNAMICS_HEIGHT = 520
 FONT = dict(family="Inter, system-ui, -apple-system, Segoe UI, sans-serif", size=13)
 
-# (metric key, subplot title, y-axis number format) of the 2×3 "training dynamics" grid, per method family.
-GRPO_DYNAMICS: tuple[tuple[str, str, str], ...] = (
-    ("loss", "Loss", ""),
-    ("kl", "KL to reference", ""),
-    ("completions/mean_length", "Completion length (tokens)", ""),
-    ("entropy", "Entropy", ""),
-    ("learning_rate", "Learning rate", ".1e"),
-    ("step_time", "Step time (s)", ""),
-)
-SFT_DYNAMICS: tuple[tuple[str, str, str], ...] = (
-    ("loss", "Loss", ""),
-    ("mean_token_accuracy", "Token accuracy", ".0%"),
-    ("entropy", "Entropy", ""),
-    ("grad_norm", "Gradient norm", ""),
-    ("learning_rate", "Learning rate", ".1e"),
-    ("step_time", "Step time (s)", ""),
-)
-DPO_DYNAMICS: tuple[tuple[str, str, str], ...] = (
-    ("loss", "Loss", ""),
-    ("rewards/accuracies", "Preference accuracy (train batch)", ".0%"),
-    ("logps/chosen", "Log-prob of chosen and rejected replies", ""),
-    ("grad_norm", "Gradient norm", ""),
-    ("learning_rate", "Learning rate", ".1e"),
-    ("step_time", "Step time (s)", ""),
-)
-# A second line drawn in a dynamics panel: (metric, its name in the hover, its colour).
-DYNAMICS_COMPANIONS = {"logps/chosen": ("logps/rejected", "rejected", PALETTE[4])}
 # Why a dynamics panel can be empty, shown inside it.
 EMPTY_REASONS = {
     "kl": "not computed: grpo.beta = 0 (no reference model)",
@@ -307,10 +283,11 @@ def metric_figure(records: Sequence[Record], key: str, title: str, y_title: str 
 
 
 def dynamics_figure(records: Sequence[Record], method: str = "grpo", title: str = "Training dynamics") -> go.Figure:
-    """A 2×3 grid of the other per-step metrics: GRPO loss, KL, completion length, entropy, learning rate, step
-    time; SFT/DFT loss, token accuracy, entropy, gradient norm, learning rate, step time. Empty panels say why."""
+    """A 2×3 grid of the other per-step metrics, the panels the method names (`MethodCharts.dynamics`: GRPO's loss,
+    KL, completion length, entropy, learning rate, step time; SFT's loss, token accuracy, …). Empty panels say why."""
     train = train_records(records)
-    panels = SFT_DYNAMICS if method in ("sft", "dft") else DPO_DYNAMICS if method == "dpo" else GRPO_DYNAMICS
+    spec = methods.get(method).charts
+    panels = spec.dynamics
     if not train:
         return empty_figure(title, "Waiting for the first training step…", DYNAMICS_HEIGHT)
     fig = make_subplots(rows=2, cols=3, subplot_titles=[p[1] for p in panels], horizontal_spacing=0.08,
@@ -330,8 +307,8 @@ def dynamics_figure(records: Sequence[Record], method: str = "grpo", title: str 
         fig.add_trace(go.Scatter(x=steps, y=values, mode=_mode(len(steps)), name=key, showlegend=False,
                                  line=dict(color=color, width=2), marker=dict(size=6),
                                  hovertemplate=f"{key} %{{y:.4g}}<extra></extra>"), row=row, col=col)
-        if key in DYNAMICS_COMPANIONS:
-            other, label, other_color = DYNAMICS_COMPANIONS[key]
+        if key in spec.companions:
+            (other, label), other_color = spec.companions[key], PALETTE[4]
             o_steps, o_values = series(train, other)
             if o_steps:
                 fig.data[-1].hovertemplate = f"{key.split('/')[-1]} %{{y:.4g}}<extra></extra>"
@@ -358,48 +335,45 @@ def dynamics_figure(records: Sequence[Record], method: str = "grpo", title: str 
     return fig
 
 
-def preference_figure(records: Sequence[Record],
-                      title: str = "DPO implicit rewards (β · log-ratio to the reference)") -> go.Figure:
-    """DPO's implicit rewards of the chosen and rejected replies and their margin, per step."""
+def lines_figure(records: Sequence[Record], charts: MethodCharts) -> go.Figure:
+    """The method's headline metrics on one plot (`MethodCharts.main_lines`; DPO: the implicit rewards of the chosen
+    and rejected replies and their margin), per step; the last line is drawn as the summary (dotted)."""
     train = train_records(records)
-    lines = (("rewards/chosen", "chosen", PALETTE[1], "solid"), ("rewards/rejected", "rejected", PALETTE[4], "solid"),
-             ("rewards/margins", "margin (chosen − rejected)", TOTAL_COLOR, "dot"))
+    colors = (PALETTE[1], PALETTE[4], TOTAL_COLOR, PALETTE[2], PALETTE[3])
     fig = go.Figure()
     all_steps: list[int] = []
-    for key, name, color, dash in lines:
+    last = len(charts.main_lines) - 1
+    for i, (key, name) in enumerate(charts.main_lines):
         steps, values = series(train, key)
         if steps:
             fig.add_trace(go.Scatter(x=steps, y=values, mode=_mode(len(steps)), name=name,
-                                     line=dict(color=color, width=3 if key.endswith("margins") else 2, dash=dash),
+                                     line=dict(color=colors[i % len(colors)], width=3 if i == last else 2,
+                                               dash="dot" if i == last and i > 0 else "solid"),
                                      marker=dict(size=7), hovertemplate="%{y:.4f}"))
             all_steps += steps
     if not all_steps:
-        return empty_figure(title, "Waiting for the first step…" if not train else "This run logs no DPO rewards.",
-                            REWARD_HEIGHT)
-    _layout(fig, title, REWARD_HEIGHT, "implicit reward")
+        return empty_figure(charts.main_title, "Waiting for the first step…" if not train else
+                            "This run logs none of these metrics yet.", REWARD_HEIGHT)
+    _layout(fig, charts.main_title, REWARD_HEIGHT, charts.main_y_title)
     fig.update_xaxes(**_step_axis(all_steps))
     return fig
 
 
-# Prefix-RFT's own panels (metric, title, y format), each with a companion line drawn beside it.
-PREFIX_PANELS: tuple[tuple[str, str, str], ...] = (
-    ("prefix/fraction_low", "Prefix fraction: lower bound and used", ".0%"),
-    ("prefix/reward_prefixed", "Reward: prefixed vs on-policy", ""),
-    ("prefix/tokens_updated_share", "Prefix tokens updated (entropy mask)", ".0%"),
-)
-PREFIX_COMPANIONS = {"prefix/fraction_low": "prefix/fraction", "prefix/reward_prefixed": "prefix/reward_on_policy"}
-PREFIX_HEIGHT = 320
+EXTRA_HEIGHT = 320
 
 
-def prefix_figure(records: Sequence[Record], title: str = "Prefix-RFT") -> go.Figure:
-    """One row of three panels: the prefix-fraction schedule with the fraction used, the prefixed vs on-policy
-    reward, and the share of prefix tokens the entropy mask kept."""
+def extra_figure(records: Sequence[Record], charts: MethodCharts) -> go.Figure:
+    """One row of the method's own panels (`MethodCharts.extra`; Prefix-RFT: the prefix-fraction schedule with the
+    fraction used, the prefixed vs on-policy reward, the share of prefix tokens the entropy mask kept), each with
+    its companion line."""
     train = train_records(records)
-    if not any(has_metric(train, key) for key, _t, _f in PREFIX_PANELS):
-        return empty_figure(title, "No Prefix-RFT metrics yet (method prefix_rft logs prefix/*).", PREFIX_HEIGHT)
-    fig = make_subplots(rows=1, cols=3, subplot_titles=[t for _k, t, _f in PREFIX_PANELS], horizontal_spacing=0.08)
-    for col, (key, _title, fmt) in enumerate(PREFIX_PANELS, start=1):
-        for j, name in enumerate((key, PREFIX_COMPANIONS.get(key))):
+    title = charts.extra_title
+    if not any(has_metric(train, key) for key, _t, _f in charts.extra):
+        return empty_figure(title, charts.extra_empty or "None of this method's metrics yet.", EXTRA_HEIGHT)
+    fig = make_subplots(rows=1, cols=len(charts.extra), subplot_titles=[t for _k, t, _f in charts.extra],
+                        horizontal_spacing=0.08)
+    for col, (key, _title, fmt) in enumerate(charts.extra, start=1):
+        for j, name in enumerate((key, charts.extra_companions.get(key))):
             steps, values = series(train, name) if name else ([], [])
             if steps:
                 fig.add_trace(go.Scatter(x=steps, y=values, mode=_mode(len(steps)), name=name,
@@ -409,21 +383,26 @@ def prefix_figure(records: Sequence[Record], title: str = "Prefix-RFT") -> go.Fi
                          row=1, col=col)
         if fmt:
             fig.update_yaxes(tickformat=fmt, row=1, col=col)
-    _layout(fig, title, PREFIX_HEIGHT)
+    _layout(fig, title, EXTRA_HEIGHT)
     return fig
 
 
+def main_figure(records: Sequence[Record], charts: MethodCharts) -> go.Figure:
+    """The headline chart the method asks for: the rollouts' reward, the training loss, or its own lines."""
+    if charts.main == "reward":
+        return reward_figure(records, charts.main_title)
+    if charts.main == "lines":
+        return lines_figure(records, charts)
+    return metric_figure(records, "loss", charts.main_title, charts.main_y_title or "loss", height=REWARD_HEIGHT)
+
+
 def dashboard(records: Sequence[Record], method: str = "grpo") -> dict[str, go.Figure | None]:
-    """Every live chart of a run: {"reward", "eval", "dynamics", "method"}; "method" is the method's own panel
-    (Prefix-RFT's prefix schedule and rewards), None for methods without one."""
-    if method in ("sft", "dft"):
-        main = metric_figure(records, "loss", "Training loss", "loss", height=REWARD_HEIGHT)
-    elif method == "dpo":
-        main = preference_figure(records)
-    else:
-        main = reward_figure(records)
-    return {"reward": main, "eval": eval_figure(records), "dynamics": dynamics_figure(records, method),
-            "method": prefix_figure(records) if method == "prefix_rft" else None}
+    """Every live chart of a run: {"reward", "eval", "dynamics", "method"}, as the method's `MethodCharts` say;
+    "method" is the method's own row of panels (Prefix-RFT's prefix schedule and rewards), None without one."""
+    spec = methods.get(method).charts
+    return {"reward": main_figure(records, spec), "eval": eval_figure(records),
+            "dynamics": dynamics_figure(records, method),
+            "method": extra_figure(records, spec) if spec.extra else None}
 
 
 def latest_values(records: Sequence[Record], keys: Sequence[str]) -> dict[str, float | None]:
@@ -437,7 +416,7 @@ def latest_values(records: Sequence[Record], keys: Sequence[str]) -> dict[str, f
 
 
 __all__ = [
-    "dashboard", "reward_figure", "preference_figure", "prefix_figure", "eval_figure", "dynamics_figure",
+    "dashboard", "main_figure", "reward_figure", "lines_figure", "extra_figure", "eval_figure", "dynamics_figure",
     "metric_figure", "empty_figure",
     "series", "reward_names", "eval_reward_names", "train_records", "eval_records", "is_eval_record",
     "latest_values", "has_metric",

@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 from app.engine.core import runs
 from app.engine.core.spec import RunSpec, SpecError
+from app.engine.methods import EvalContext, TrainerParts
 
 
 @dataclass
@@ -92,10 +93,10 @@ def dry_run_rewards(funcs: list[Any], rows: list[dict[str, Any]], system_prompt:
     """Call every reward on ~8 rows (their reference completions) before any model is loaded, in the form GRPO
     will call it: chat-form prompts (with the system prompt) and completions, and the dataset's other columns."""
     import rewards
-    from app.engine.data.sources import to_trl_rows
+    from app.engine.data import forms
 
     sample = []
-    for row, trl_row in zip(rows[:8], to_trl_rows(rows[:8], "grpo", system_prompt)):
+    for row, trl_row in zip(rows[:8], forms.to_form(forms.PROMPT, rows[:8], system_prompt)):
         completion = row.get("completion") or row.get("solution") or row.get("answer") or ""
         sample.append({**trl_row, "completion": [{"role": "assistant", "content": str(completion)}]})
     results = rewards.dry_run([getattr(f, "fn", f) for f in funcs], sample, n=8)
@@ -268,13 +269,12 @@ def _train(
     unsloth = info.name == "unsloth"
     eval_tokens = spec.logging.eval_max_new_tokens or spec.generation.max_completion_length
 
-    if spec.method == "dpo":  # pairs with an implicit prompt get an explicit one: evaluation prompts with it
-        from app.engine.data.preferences import normalize_pair, worker_eval
-
-        data.eval = [normalize_pair(row) for row in data.eval]
+    method = spec.training_method
+    data.eval = method.eval_rows(data.eval)
+    eval_ctx = EvalContext(spec, model, tokenizer, unsloth, log)
 
     def run_eval(step: int) -> dict[str, Any]:
-        pref = worker_eval(spec, model, tokenizer, data.eval, unsloth, log, step) if spec.method == "dpo" else {}
+        pref = method.extra_evaluation(eval_ctx, data.eval, step)  # e.g. DPO's preference accuracy
         if not data.eval or not funcs:
             return pref
         log(f"[eval step {step}] evaluating on {len(data.eval)} held-out rows")  # may take minutes: say it starts
@@ -301,7 +301,8 @@ def _train(
     _check_stop(stop, "before training")
 
     train_ds = to_trl_dataset(data.train, spec.method, spec.data.system_prompt)
-    trainer = _build_trainer(spec, info, model, tokenizer, peft_cfg, train_ds, funcs, weights, run_dir)
+    trainer = method.build_trainer(TrainerParts(spec, info, model, tokenizer, peft_cfg, train_ds, funcs, weights,
+                                                common_args(spec, info, run_dir)))
     from app.engine.training.callbacks import ProgressBarCallback, RunFolderCallback
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
@@ -445,7 +446,8 @@ def _health_callback(run_dir: Path, spec: RunSpec, log: Callable[[str], None]) -
     return HealthLog()
 
 
-def _common_args(spec: RunSpec, info: Any, run_dir: Path) -> dict[str, Any]:
+def common_args(spec: RunSpec, info: Any, run_dir: Path) -> dict[str, Any]:
+    """TrainingArguments every method's TRL config shares (a method adds its own)."""
     t, lg = spec.training, spec.logging
     cuda = info.device.startswith("cuda")
     return dict(
@@ -473,53 +475,6 @@ def _common_args(spec: RunSpec, info: Any, run_dir: Path) -> dict[str, Any]:
         disable_tqdm=True,
         dataloader_num_workers=0,
     )
-
-
-def _build_trainer(spec, info, model, tokenizer, peft_cfg, train_ds, funcs, weights, run_dir):
-    common = _common_args(spec, info, run_dir)
-    g = spec.generation
-    if spec.method in ("grpo", "prefix_rft"):
-        from trl import GRPOConfig, GRPOTrainer
-
-        cfg = GRPOConfig(
-            **common,
-            num_generations=g.num_generations,
-            max_completion_length=g.max_completion_length,
-            temperature=g.temperature,
-            top_p=g.top_p,
-            loss_type=spec.grpo.loss_type,
-            beta=spec.grpo.beta,
-            epsilon=spec.grpo.epsilon,
-            epsilon_high=spec.grpo.epsilon_high if spec.grpo.epsilon_high is not None else spec.grpo.epsilon,
-            scale_rewards=spec.grpo.scale_rewards,
-            mask_truncated_completions=spec.grpo.mask_truncated_completions,
-            num_iterations=spec.grpo.num_iterations,
-            reward_weights=list(weights),
-            log_completions=False,
-            use_vllm=False,
-        )
-        trainer_kwargs = dict(
-            model=model, processing_class=tokenizer, reward_funcs=list(funcs), args=cfg, train_dataset=train_ds,
-            peft_config=peft_cfg,
-        )
-        if spec.method == "prefix_rft":  # GRPOTrainer (Unsloth's or TRL's) + prefixed rollouts and their loss
-            from app.engine.methods.prefix_rft import build_prefix_rft_trainer
-
-            return build_prefix_rft_trainer(spec, **trainer_kwargs)
-        return GRPOTrainer(**trainer_kwargs)
-    if spec.method == "dpo":  # preference pairs: trl.DPOTrainer + DPOConfig (app/engine/preferences.py)
-        from app.engine.data.preferences import dpo_trainer
-
-        return dpo_trainer(spec, model, tokenizer, peft_cfg, train_ds, common)
-    from trl import SFTConfig, SFTTrainer
-
-    cfg = SFTConfig(
-        **common,
-        max_length=g.max_length,
-        loss_type="dft" if spec.method == "dft" else "nll",
-        packing=False,
-    )
-    return SFTTrainer(model=model, processing_class=tokenizer, args=cfg, train_dataset=train_ds, peft_config=peft_cfg)
 
 
 def train_from_yaml(path: str | Path, **kwargs: Any) -> RunResult:
