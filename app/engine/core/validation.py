@@ -21,7 +21,7 @@ from app.engine.core.spec import BACKENDS, DTYPES, METHODS, RunSpec, SpecError
 
 
 # Metrics training.keep_best ranks by, higher is better: the shared evaluation's and each method's own.
-KEEP_BEST_METRICS = ("eval/accuracy", "eval/reward", *(k for m in methods.all() for k in m.eval_metrics))
+KEEP_BEST_METRICS = tuple(dict.fromkeys(("eval/accuracy", "eval/reward", *(k for m in methods.all() for k in m.eval_metrics))))
 
 
 def spec_problems(spec: RunSpec, check_files: bool = True) -> list[SpecError]:

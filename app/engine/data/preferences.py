@@ -196,15 +196,12 @@ def to_trl_pairs(rows: Sequence[dict[str, Any]], system_prompt: str | None = Non
 # -- the pairs file -------------------------------------------------------------------------------------------------
 @contextlib.contextmanager
 def _locked(path: Path) -> Iterator[Any]:
-    """The file opened for reading and appending under an exclusive lock (two tabs may judge at once)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+b") as f:
-        try:
-            import fcntl
+    """The file opened for reading and appending under an exclusive lock (two tabs may judge at once; `filelock`
+    works on every OS, through a `.lock` file beside it)."""
+    from filelock import FileLock
 
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-        except (ImportError, OSError):  # no flock (Windows, some network file systems): appends stay line-sized
-            pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path) + ".lock"), open(path, "a+b") as f:
         yield f
 
 
@@ -250,15 +247,20 @@ def append_pair(
     record = normalize_pair({"prompt": prompt, "chosen": chosen, "rejected": rejected})
     if meta:
         record["meta"] = meta
+    append_record(path, record)
+    return count_pairs(path)
+
+
+def append_record(path: str | os.PathLike[str], record: dict[str, Any]) -> None:
+    """Append one JSON line to a marks file (pairs, thumbs), created with its folder: under the file lock, after
+    repairing a torn last line, flushed and synced before returning."""
     line = (json.dumps(record, ensure_ascii=False, allow_nan=False, default=str) + "\n").encode("utf-8")
-    path = Path(path)
-    with _locked(path) as f:
+    with _locked(Path(path)) as f:
         _repair_tail(f)
         f.seek(0, os.SEEK_END)
         f.write(line)
         f.flush()
         os.fsync(f.fileno())
-    return count_pairs(path)
 
 
 def read_pairs(path: str | os.PathLike[str]) -> list[dict[str, Any]]:

@@ -8,12 +8,13 @@ every later load comes from that folder in well under a second.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import importlib.util
 import os
 import shutil
 import time
 from pathlib import Path
+
+from filelock import FileLock
 from typing import Callable
 
 DEFAULT_MODEL = "SmolLM2-135M-Instruct"
@@ -76,16 +77,12 @@ def ensure_default_model(progress: ProgressFn | None = None) -> Path:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     lock_path = target.parent / f".{DEFAULT_MODEL}.lock"
-    with open(lock_path, "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            if (target / CONVERSION_MARKER).exists():  # another process finished while we waited
-                return target
-            if target.exists():  # an older conversion: replace it
-                shutil.rmtree(target)
-            _convert_gguf(find_gguf(), target, progress)
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    with FileLock(str(lock_path)):  # filelock: the same on every OS
+        if (target / CONVERSION_MARKER).exists():  # another process finished while we waited
+            return target
+        if target.exists():  # an older conversion: replace it
+            shutil.rmtree(target)
+        _convert_gguf(find_gguf(), target, progress)
     return target
 
 
