@@ -77,8 +77,8 @@ def config_from_args(args: argparse.Namespace):
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from app.engine.evaluation import method_compare as mc
     from app.engine.core.spec import SpecError
+    from app.engine.evaluation import method_compare as mc
 
     if args.show:
         print(mc.write_table(args.show))

@@ -103,9 +103,9 @@ STATUS_METRICS = ("loss", "reward", "reward_std", "kl", "entropy", "completions/
 
 def print_status(run_dir: Path) -> int:
     """`--status RUN`: state, step, the last training metrics and evaluation, and the run's health alerts."""
+    from app.engine.advice.health import alert_line, health_alerts
     from app.engine.core import runs
     from app.engine.presentation.charts import eval_records, train_records
-    from app.engine.advice.health import alert_line, health_alerts
 
     if not (run_dir / "status.json").is_file():
         print(f"error: {run_dir} is not a run folder (it holds no status.json)", file=sys.stderr)

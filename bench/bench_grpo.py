@@ -37,9 +37,9 @@ def plain_trl(steps: int) -> dict:
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
+    from app.engine.data.tasks import arithmetic_rows
     from app.engine.training.cpu_kernels import ensure_trl_logprob_kernel
     from app.engine.training.models import ensure_default_model
-    from app.engine.data.tasks import arithmetic_rows
 
     ensure_trl_logprob_kernel()  # TRL's Triton log-prob kernel is missing on CPU-only torch: without it step 1 fails
 

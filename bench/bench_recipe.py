@@ -21,7 +21,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from app.engine import runs  # noqa: E402
-from app.engine.evaluation.stats import kept_step_seconds, parse_seeds, resolvable_difference, summarize_arm  # noqa: E402
+from app.engine.evaluation.stats import (  # noqa: E402
+    kept_step_seconds,
+    parse_seeds,
+    resolvable_difference,
+    summarize_arm,
+)
 
 
 def run_seed(recipe: str, seed: int, overrides: list[str], folder: Path) -> dict:

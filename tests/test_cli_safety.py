@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from app import train as cli
-from app.engine.evaluation import compare as cmp
 from app.engine.core import runs
 from app.engine.core.spec import RewardSpec, RunSpec
+from app.engine.evaluation import compare as cmp
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = str(ROOT / "recipes" / "arithmetic-grpo.yaml")

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from app.engine.evaluation import compare as cmp
 from app.engine.core import runs
 from app.engine.core.spec import RewardSpec, RunSpec
+from app.engine.evaluation import compare as cmp
 
 
 @pytest.fixture(scope="module")
@@ -175,7 +175,7 @@ def test_export_merged_gives_a_plain_model_that_matches_the_adapter(run_with_ada
 
 def test_export_command_and_cli(run_with_adapter, tmp_path, capsys):
     command = cmp.export_command(run_with_adapter, tmp_path / "out dir", merged=True, checkpoint=2)
-    assert command.startswith("python -m app.engine.evaluation.compare export ")
+    assert command.startswith("python -m app.engine.compare export ")
     assert command.endswith("--merged --checkpoint 2") and "'" in command  # the space is quoted
     assert cmp.main(["export", str(run_with_adapter), str(tmp_path / "cli-out")]) == 0
     assert (tmp_path / "cli-out" / "adapter_config.json").exists()

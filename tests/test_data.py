@@ -5,8 +5,15 @@ import json
 
 import pytest
 
-from app.engine.data.sources import DataError, column_problem, load_data, load_source_rows, split_rows, to_trl_rows
 from app.engine.core.spec import DataSpec
+from app.engine.data.sources import (
+    DataError,
+    column_problem,
+    load_data,
+    load_source_rows,
+    split_rows,
+    to_trl_rows,
+)
 from app.engine.data.tasks import arithmetic_rows
 
 

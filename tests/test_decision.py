@@ -13,8 +13,8 @@ from app.engine.advice.decision import (
     tree_figure,
     tree_nodes,
 )
-from app.engine.data.profile import profile_dataset
 from app.engine.core.spec import RunSpec
+from app.engine.data.profile import profile_dataset
 
 BASE = dict(has_preferences=False, has_labels=True, verifiable=True)
 

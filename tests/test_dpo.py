@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from app.engine.core import runs
-from app.engine.data.sources import column_problem, load_data, to_trl_dataset
 from app.engine.advice.decision import Answers, recommend
+from app.engine.core import runs
+from app.engine.core.spec import RunSpec, SpecError
 from app.engine.data.preferences import (
     SHIPPED_PAIRS,
     SHIPPED_PAIRS_N,
@@ -28,7 +28,7 @@ from app.engine.data.preferences import (
     to_trl_pairs,
     validate_pairs,
 )
-from app.engine.core.spec import RunSpec, SpecError
+from app.engine.data.sources import column_problem, load_data, to_trl_dataset
 from app.engine.data.tasks import arithmetic_pair_rows
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -283,7 +283,7 @@ def test_pairs_from_append_pair_train_without_rewards(tiny_model_dir, tmp_path):
 def test_sample_pair_gives_two_replies(tiny_model_dir):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from app.engine.data.preferences import sample_pair
+    from app.engine.evaluation.compare import sample_pair
 
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)

@@ -7,15 +7,25 @@ from pathlib import Path
 
 import pytest
 
-from app.engine.evaluation import method_compare as mc
 from app.engine.core import runs
-from app.engine.data.sources import DataError, load_data
-from app.engine.evaluation.evaluate import NO_ACCURACY, accuracy, correctness_reward, table_accuracy
 from app.engine.core.spec import DataSpec, RunSpec, SpecError
+from app.engine.data.sources import DataError, load_data
 from app.engine.data.splits import overlap, prompt_key
-from app.engine.evaluation.stats import (bootstrap_difference, kept_step_seconds, parse_seeds, resolvable_difference,
-                              summarize_arm)
 from app.engine.data.tasks import arithmetic_key
+from app.engine.evaluation import method_compare as mc
+from app.engine.evaluation.evaluate import (
+    NO_ACCURACY,
+    accuracy,
+    correctness_reward,
+    table_accuracy,
+)
+from app.engine.evaluation.stats import (
+    bootstrap_difference,
+    kept_step_seconds,
+    parse_seeds,
+    resolvable_difference,
+    summarize_arm,
+)
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> str:
@@ -143,8 +153,8 @@ def test_weighted_rewards_do_not_change_accuracy():
 def test_step_time_excludes_the_periodic_evaluation(tiny_model_dir, tmp_path, monkeypatch):
     import time as real_time
 
-    from app.engine.training import callbacks as callbacks_module
     from app.engine.evaluation import evaluate as evaluate_module
+    from app.engine.training import callbacks as callbacks_module
     from app.engine.training.worker import train
 
     class Clock:

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from app.engine.evaluation import method_compare as mc
 from app.engine.core import runs
 from app.engine.core.spec import RunSpec
+from app.engine.evaluation import method_compare as mc
 
 TINY = [
     "data.task_params={n: 40}",

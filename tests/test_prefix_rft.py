@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from app.engine.methods.prefix_rft_trainer import (
+from app.engine.core.spec import RewardSpec, RunSpec
+from app.engine.methods.prefix_rft.trainer import (
     PrefixSettings,
     aggregate_loss,
     clipped_token_loss,
@@ -30,7 +31,6 @@ from app.engine.methods.prefix_rft_trainer import (
     token_advantages,
     top_entropy_prefix_mask,
 )
-from app.engine.core.spec import RewardSpec, RunSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPT = [{"role": "user", "content": "What is 12 + 7? Reply with only the number."}]
@@ -208,7 +208,7 @@ def trainer(tiny_model_dir, tmp_path_factory):
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import GRPOConfig
 
-    from app.engine.methods.prefix_rft_trainer import prefix_rft_trainer_class
+    from app.engine.methods.prefix_rft.trainer import prefix_rft_trainer_class
 
     torch.manual_seed(0)
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
@@ -334,7 +334,7 @@ def test_loss_survives_a_base_class_that_replaces_compute_loss(trainer, batch, m
     The Prefix-RFT class built on such a base must still run the Prefix-RFT loss (with its prefix masking)."""
     import trl
 
-    from app.engine.methods.prefix_rft_trainer import prefix_rft_trainer_class
+    from app.engine.methods.prefix_rft.trainer import prefix_rft_trainer_class
 
     class ReplacedLoss(trl.GRPOTrainer):  # stands in for unsloth_compiled_cache's UnslothGRPOTrainer
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):

@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from app.engine.data.profile import SAMPLE_ROWS, answer_kind, final_answer, load_rows, profile_dataset
+from app.engine.data.profile import (
+    SAMPLE_ROWS,
+    answer_kind,
+    final_answer,
+    load_rows,
+    profile_dataset,
+)
 
 GSM8K_FILE = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k" / "train.jsonl"  # ../shared beside the repository
 

@@ -360,8 +360,8 @@ def test_collect_pairs_with_keyboard_shortcuts(page, app_server):
 def test_method_comparison_section_reopens_a_comparison_folder(page, app_server):
     """A comparison folder as `python -m app.compare_methods` leaves it (here written by hand: no training) shows as
     a table, held-out curves per method and the command; a bad setting is refused before anything starts."""
-    from app.engine.evaluation import method_compare as mc
     from app.engine.core import runs
+    from app.engine.evaluation import method_compare as mc
 
     home = app_server["home"]
     entries = []

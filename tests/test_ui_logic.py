@@ -10,11 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from app.engine.evaluation import playground as pg
-from app.engine.core import runs
-from app.engine.core import folders, processes, run_reader
 from app.engine.advice import presets
+from app.engine.core import folders, processes, run_reader, runs
 from app.engine.core.spec import METHODS, RewardSpec, RunSpec, SpecError
+from app.engine.evaluation import playground as pg
 
 
 # -- folders -----------------------------------------------------------------------------------------------------------

@@ -10,8 +10,8 @@ from typing import Any, Callable, Sequence
 import gradio as gr
 import pandas as pd
 
-from app.engine.core.spec import RunSpec
 from app.engine.core.folders import WorkbenchPaths
+from app.engine.core.spec import RunSpec
 
 TAB_IDS = ("decide", "rewards", "train", "compare")
 

@@ -8,10 +8,21 @@ from typing import Any
 
 import gradio as gr
 
-from app.engine.evaluation import compare as cmp
-from app.engine.core import runs
 from app.engine.advice import presets
-from app.ui.common import UIContext, error, esc, frame, info, nonce, ok, progress_fn, warn
+from app.engine.core import runs
+from app.engine.evaluation import compare as cmp
+from app.engine.methods import kto
+from app.ui.common import (
+    UIContext,
+    error,
+    esc,
+    frame,
+    info,
+    nonce,
+    ok,
+    progress_fn,
+    warn,
+)
 
 HELD_OUT, TYPED = "Held-out rows of a run", "Prompts I type"
 TRAIN_ROWS, FILE = "Training rows of a run (seen in training)", "Prompts from a file"
@@ -71,6 +82,43 @@ def pair_html(state: dict[str, Any]) -> str:
     return head + f"<div class='wb-cards'>{cards}</div>" + same
 
 
+def _thumbs_controls(c: dict[str, Any]) -> None:
+    """👍 / 👎 on one model's output for the prompt shown: single marks for KTO (easier to give than pairs)."""
+    with gr.Row(equal_height=True):
+        c["thumb_model"] = gr.Radio([], label="Or mark one output (KTO)", scale=4, elem_id="compare-thumb-model")
+        c["thumb_up"] = gr.Button("👍 good", size="sm", scale=1, elem_id="compare-thumb-up")
+        c["thumb_down"] = gr.Button("👎 bad", size="sm", scale=1, elem_id="compare-thumb-down")
+    c["thumb_status"] = gr.HTML("", elem_id="compare-thumb-status")
+
+
+def _wire_thumbs(ctx: UIContext, c: dict[str, Any], result_state: Any) -> None:
+    def choices(result: dict[str, Any] | None) -> Any:
+        labels = (result or {}).get("models") or []
+        return gr.Radio(choices=labels, value=labels[-1] if labels else None)
+
+    result_state.change(choices, result_state, c["thumb_model"], show_progress="hidden")
+
+    def mark(good: bool) -> Any:
+        def handler(result: dict[str, Any] | None, index: float | None, model: str | None) -> str:
+            if not result or not model:
+                return warn("Generate outputs first, then pick the output to mark.")
+            res = cmp.CompareResult.from_dict(result)
+            i = int(index or 1) - 1
+            if not (0 <= i < len(res.prompts)) or model not in res.outputs:
+                return warn(f"Prompt # must be between 1 and {len(res.prompts)}, and the model one of the columns.")
+            try:
+                up, down = kto.append_thumb(ctx.paths.thumbs_file, res.messages[i], res.outputs[model][i]["completion"],
+                                            good, meta={"model": model})
+            except ValueError as exc:
+                return warn(esc(exc))
+            return ok(f"Marked prompt {i + 1} of <b>{esc(model)}</b> {'👍' if good else '👎'}. {up} 👍 and {down} 👎 in "
+                      f"<code>{esc(ctx.paths.thumbs_file)}</code>: <code>data.source</code> of a KTO run.")
+        return handler
+
+    for button, good in ((c["thumb_up"], True), (c["thumb_down"], False)):
+        button.click(mark(good), [result_state, c["index"], c["thumb_model"]], c["thumb_status"])
+
+
 def build(ctx: UIContext) -> dict[str, Any]:
     """Lay out the Compare tab and wire its events."""
     import rewards
@@ -123,6 +171,7 @@ def build(ctx: UIContext) -> dict[str, Any]:
                 c["download"] = gr.DownloadButton("Download pairs.jsonl", value=None, size="sm", visible=False,
                                                   elem_id="compare-download")
             c["pair_status"] = gr.HTML("", elem_id="compare-pair-status")
+            _thumbs_controls(c)
     with gr.Accordion("Collect preference pairs: two sampled replies from one model, you pick the better",
                       open=False, elem_id="compare-collect"):
         gr.Markdown("For **DPO / RLHF** without labels: each prompt (from the *Prompts* setting above) gets two "
@@ -262,6 +311,7 @@ def build(ctx: UIContext) -> dict[str, Any]:
 
     c["save_pair_btn"].click(save_pair, [result_state, c["index"], c["better"], c["worse"]],
                              [c["pair_status"], c["download"], c["index"]])
+    _wire_thumbs(ctx, c, result_state)
 
     # -- collecting pairs (A/B from one model) ---------------------------------------------------------------------
     col_buttons = [c["col_a"], c["col_b"], c["col_tie"], c["col_skip"]]
@@ -290,7 +340,8 @@ def build(ctx: UIContext) -> dict[str, Any]:
         return [prompt_messages(r, system) for r in rows], system
 
     def sample_next(state: dict[str, Any], progress: gr.Progress | None = None) -> tuple[Any, ...]:
-        from app.engine.data.preferences import next_unjudged, sample_pair
+        from app.engine.data.preferences import next_unjudged
+        from app.engine.evaluation.compare import sample_pair
 
         state["index"] = next_unjudged(state["prompts"], state["index"], ctx.paths.preferences_file)
         if state["index"] >= len(state["prompts"]):

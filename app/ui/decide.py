@@ -8,10 +8,9 @@ from typing import Any
 
 import gradio as gr
 
-from app.engine.advice import decision
-from app.engine.core import folders
-from app.engine.advice import presets
 from app.engine import methods
+from app.engine.advice import decision, presets
+from app.engine.core import folders
 from app.engine.core.spec import METHODS, RL_METHODS
 from app.ui.common import UIContext, error, esc, frame, md_escape, nonce, ok, warn
 

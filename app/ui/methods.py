@@ -11,11 +11,11 @@ from typing import Any
 
 import gradio as gr
 
-from app.engine.presentation import charts
 from app.engine.core import processes
-from app.engine.evaluation import method_compare as mc
 from app.engine.core.spec import SpecError
+from app.engine.evaluation import method_compare as mc
 from app.engine.evaluation.stats import parse_seeds
+from app.engine.presentation import charts
 from app.ui.common import UIContext, error, esc, frame, info, ok, warn
 
 POLL_SECONDS = 3.0

@@ -9,7 +9,17 @@ from typing import Any
 import gradio as gr
 
 from app.engine.evaluation import playground as pg
-from app.ui.common import UIContext, error, esc, frame, nonce, ok, pre, progress_fn, warn
+from app.ui.common import (
+    UIContext,
+    error,
+    esc,
+    frame,
+    nonce,
+    ok,
+    pre,
+    progress_fn,
+    warn,
+)
 
 TYPED, DATASET, SAMPLED = "Completions I type", "Rows of the dataset", "Sampled from a model"
 WEIGHT_HEADERS = ["reward", "weight", "params (JSON)"]

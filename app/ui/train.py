@@ -12,15 +12,31 @@ from typing import Any
 
 import gradio as gr
 
-from app.engine.presentation import charts
-from app.engine.advice import health
-from app.engine.core import runs
-from app.engine.core import folders, processes, run_reader
-from app.engine.advice import presets
-from app.engine.data.splits import split_sentence
 from app.engine import methods
-from app.engine.core.spec import BACKENDS, METHODS, RL_METHODS, RunSpec, SpecError, field_help
-from app.ui.common import UIContext, alerts_html, error, esc, frame, info, nonce, ok, pre, warn
+from app.engine.advice import health, presets
+from app.engine.core import folders, processes, run_reader, runs
+from app.engine.core.spec import (
+    BACKENDS,
+    METHODS,
+    RL_METHODS,
+    RunSpec,
+    SpecError,
+    field_help,
+)
+from app.engine.data.splits import split_sentence
+from app.engine.presentation import charts
+from app.ui.common import (
+    UIContext,
+    alerts_html,
+    error,
+    esc,
+    frame,
+    info,
+    nonce,
+    ok,
+    pre,
+    warn,
+)
 
 POLL_SECONDS = 2.0
 STATE_BADGES = {"queued": "… queued", "running": "● running", "finished": "✓ finished", "failed": "✗ failed",

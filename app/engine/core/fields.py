@@ -7,6 +7,9 @@ import math
 from dataclasses import field
 from typing import Any, Callable
 
+BACKENDS = ("auto", "unsloth", "trl")  # values of RunSpec.backend
+DTYPES = ("auto", "float32", "bfloat16", "float16")  # values of RunSpec.dtype
+
 
 class SpecError(ValueError):
     """A RunSpec problem, with the dotted field name it concerns."""

@@ -17,12 +17,10 @@ from typing import Any, get_args, get_origin, get_type_hints
 import yaml
 
 from app.engine import methods
-from app.engine.core.fields import SpecError, spec_field
+from app.engine.core.fields import BACKENDS, DTYPES, SpecError, spec_field  # noqa: F401 (the spec vocabulary)
 
 METHODS = methods.keys()  # every registered training method (app/engine/methods/), in display order
 RL_METHODS = methods.rl_keys()  # methods that sample completions and score them with rewards
-BACKENDS = ("auto", "unsloth", "trl")
-DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
 class DuplicateKeyError(yaml.YAMLError):
@@ -312,7 +310,9 @@ class RunSpec:
             raise problems[0]
 
     def problems(self, check_files: bool = True) -> list[SpecError]:
-        from app.engine.core.validation import spec_problems  # avoids importing data/rewards for plain YAML work
+        from app.engine.core.validation import (
+            spec_problems,  # avoids importing data/rewards for plain YAML work
+        )
 
         return spec_problems(self, check_files=check_files)
 

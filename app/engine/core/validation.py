@@ -12,12 +12,22 @@ import importlib.util
 import math
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from app.engine.training.models import ModelNotFound, classify_model
-from app.engine.core.fields import check_positive_int, finite
 from app.engine import methods
-from app.engine.core.spec import BACKENDS, DTYPES, METHODS, RunSpec, SpecError
+from app.engine.core.fields import (
+    BACKENDS,
+    DTYPES,
+    SpecError,
+    check_positive_int,
+    finite,
+)
+from app.engine.training.models import ModelNotFound, classify_model
+
+if TYPE_CHECKING:  # validation reads a spec; the RunSpec module calls validation from RunSpec.validate()
+    from app.engine.core.spec import RunSpec
+
+METHODS = methods.keys()
 
 
 # Metrics training.keep_best ranks by, higher is better: the shared evaluation's and each method's own.
@@ -241,7 +251,13 @@ def data_problems(spec: RunSpec) -> list[SpecError]:
 
 def _check_data(spec: RunSpec) -> tuple[list[SpecError], Any]:
     """(problems, the LoadedData when there are none)."""
-    from app.engine.data.sources import DataError, column_problem, load_data, load_source_rows, row_locations
+    from app.engine.data.sources import (
+        DataError,
+        column_problem,
+        load_data,
+        load_source_rows,
+        row_locations,
+    )
 
     d = spec.data
     sources = [("data.source", d.source, d.task_params, spec.method)]
@@ -282,7 +298,7 @@ def check_run(spec: RunSpec) -> None:
     import contextlib
 
     import rewards
-    from app.engine.training.worker import build_rewards, dry_run_rewards
+    from app.engine.training.reward_funcs import build_rewards, dry_run_rewards
 
     with contextlib.ExitStack() as cleanup:  # sandboxed rewards run in worker processes: always stop them
         try:

@@ -21,17 +21,13 @@ The collection loop (for prompts from the user's dataset):
 Every pair is appended and flushed as one line the moment it is judged, so closing the tab loses nothing; readers
 tolerate a torn last line. Ties and skips go to a side file (`<name>.skipped.jsonl`), never into the pairs.
 
-Command line:
-
-    python -m app.engine.data.preferences arithmetic app/data/arithmetic_pairs.jsonl --n 512   # (re)build the shipped file
-    python -m app.engine.data.preferences check FILE                                           # count + problems
+Command line: `python -m app.engine.preferences arithmetic|check …` (app/engine/preferences.py).
 """
 from __future__ import annotations
 
 import contextlib
 import json
 import os
-import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -305,68 +301,6 @@ class PairSample:
         raise PairError(f"choice must be 'a' or 'b' to make a pair, got {choice!r}")
 
 
-def _as_messages(prompt: str | Messages, system_prompt: str | None) -> Messages:
-    if isinstance(prompt, str):
-        if not prompt.strip():
-            raise PairError("The prompt is empty.")
-        messages: Messages = [{"role": "user", "content": prompt}]
-    else:
-        messages = [dict(m) for m in prompt]
-        if not messages:
-            raise PairError("The prompt is empty.")
-    if system_prompt and messages[0].get("role") != "system":
-        messages = [{"role": "system", "content": system_prompt}] + messages
-    return messages
-
-
-def sample_pair(
-    model: Any,
-    tokenizer: Any,
-    prompt: str | Messages,
-    *,
-    other_model: Any = None,
-    sources: tuple[str, str] = ("model", "model"),
-    system_prompt: str | None = None,
-    max_new_tokens: int = 64,
-    temperature: float = 1.0,
-    max_tries: int = 3,
-    unsloth: bool = False,
-    seed: int | None = None,
-) -> PairSample:
-    """Two sampled replies to `prompt` for a person to compare.
-
-    One model: two samples in one `generate` call (`num_return_sequences=2`), drawn again (up to `max_tries`) while
-    they are identical. With `other_model` (e.g. the base model against a trained run, sharing `tokenizer`): one
-    sample from each, shown in random order, `sources` naming them ("base", "run") as `sources[0]` for `model`.
-    """
-    from app.engine.evaluation.evaluate import generate_completions
-
-    import torch
-
-    if seed is not None:
-        torch.manual_seed(seed)
-    rng = random.Random(seed)
-    messages = _as_messages(prompt, system_prompt)
-    kwargs = dict(max_new_tokens=max_new_tokens, do_sample=True, temperature=temperature, unsloth=unsloth)
-    start = time.time()
-    for _ in range(max(1, max_tries)):
-        if other_model is None:
-            texts, _ = generate_completions(model, tokenizer, [messages], num_return_sequences=2, **kwargs)
-            first, second, names = texts[0], texts[1], tuple(sources)
-        else:
-            (first,), _ = generate_completions(model, tokenizer, [messages], **kwargs)
-            (second,), _ = generate_completions(other_model, tokenizer, [messages], **kwargs)
-            names = tuple(sources)
-            if rng.random() < 0.5:  # no position bias: the trained model is not always B
-                first, second, names = second, first, (names[1], names[0])
-        if first.strip() != second.strip():
-            break
-    return PairSample(
-        prompt=messages, a=first, b=second, sources=names, identical=first.strip() == second.strip(),
-        seconds=time.time() - start,
-    )
-
-
 def record_choice(
     path: str | os.PathLike[str], sample: PairSample, choice: str, meta: dict[str, Any] | None = None
 ) -> int:
@@ -432,41 +366,9 @@ def write_arithmetic_pairs(path: str | os.PathLike[str], n: int = SHIPPED_PAIRS_
     return len(rows)
 
 
-def main(argv: list[str] | None = None) -> int:
-    import argparse
-
-    p = argparse.ArgumentParser(prog="python -m app.engine.data.preferences", description=__doc__.split("\n")[0])
-    sub = p.add_subparsers(dest="command", required=True)
-    a = sub.add_parser("arithmetic", help="write the arithmetic preference pairs (the shipped example file)")
-    a.add_argument("path", nargs="?", default=str(SHIPPED_PAIRS))
-    a.add_argument("--n", type=int, default=SHIPPED_PAIRS_N)
-    a.add_argument("--seed", type=int, default=0)
-    c = sub.add_parser("check", help="count the pairs of a file and list its problems")
-    c.add_argument("path")
-    args = p.parse_args(argv)
-    if args.command == "arithmetic":
-        print(f"wrote {write_arithmetic_pairs(args.path, args.n, args.seed)} pairs to {args.path}")
-        return 0
-    from app.engine.data.sources import DataError, load_source_rows
-
-    try:
-        rows = load_source_rows(args.path)
-    except DataError as exc:
-        print(f"error: {exc}")
-        return 1
-    problems = validate_pairs(rows)
-    usable = sum(1 for row in rows if row_problem(row) is None) if not problems or problems[0].startswith("Row") else 0
-    print(f"{len(rows)} rows, {usable} usable pairs")
-    for problem in problems:
-        print(f"- {problem}")
-    return 1 if problems else 0
-
-
 __all__ = [
     "PairError", "PairSample", "append_pair", "read_pairs", "count_pairs", "validate_pairs", "pairs_problem",
-    "row_problem", "normalize_pair", "to_trl_pairs", "sample_pair", "record_choice", "judged_prompts",
+    "row_problem", "normalize_pair", "to_trl_pairs", "record_choice", "judged_prompts",
     "next_unjudged", "skipped_path", "write_arithmetic_pairs", "SHIPPED_PAIRS",
 ]
 
-if __name__ == "__main__":
-    raise SystemExit(main())

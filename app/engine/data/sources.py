@@ -10,12 +10,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from app.engine.data.splits import SplitError, SplitReport, disjoint_split, key_function, prompt_key, split_two_sources
-from app.engine.data.tasks import builtin_task_rows
 from app.engine.core.folders import PROJECT_ROOT
 from app.engine.data import forms
-from app.engine.data.forms import DataError
-from app.engine.data.forms import PROMPT_COLUMNS, SFT_TARGET_COLUMNS, prompt_messages  # noqa: F401 (the data API)
+from app.engine.data.forms import (  # noqa: F401 (the data API)
+    PROMPT_COLUMNS,
+    SFT_TARGET_COLUMNS,
+    DataError,
+    prompt_messages,
+)
+from app.engine.data.splits import (
+    SplitError,
+    SplitReport,
+    disjoint_split,
+    key_function,
+    prompt_key,
+    split_two_sources,
+)
+from app.engine.data.tasks import builtin_task_rows
 
 BUILTIN_PREFIX = "builtin:"
 HUB_PREFIX = "hub:"

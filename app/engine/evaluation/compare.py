@@ -12,13 +12,14 @@ models are cached (a few at a time) so repeated comparisons do not reload them.
 
 Command line (what the app shows next to its Export button):
 
-    python -m app.engine.evaluation.compare export RUN_DIR OUT_DIR [--merged] [--checkpoint N]
+    python -m app.engine.compare export RUN_DIR OUT_DIR [--merged] [--checkpoint N]
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import random
 import shlex
 import shutil
 import sys
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from app.engine.core import runs
+from app.engine.data.preferences import Messages, PairError, PairSample
 
 BASE_PREFIX = "base::"
 ADAPTER_PREFIX = "adapter::"
@@ -301,8 +303,8 @@ def prompt_rows_from_text(text: str) -> list[dict[str, Any]]:
 
 
 def _run_data(run_dir: Path | str) -> tuple[Any, Any]:
-    from app.engine.data.sources import DataError, load_data
     from app.engine.core.spec import RunSpec, SpecError
+    from app.engine.data.sources import DataError, load_data
 
     try:
         spec = RunSpec.load(Path(run_dir) / "spec.yaml")
@@ -345,7 +347,7 @@ def file_rows(path: Path | str, n: int = 8) -> list[dict[str, Any]]:
 def build_reward_funcs(reward_specs: Sequence[Any]) -> tuple[list[Any], list[float], list[str | None]]:
     """(callables, weights, registry names) for RewardSpec-like items (dicts or RewardSpec)."""
     from app.engine.core.spec import RewardSpec, RunSpec
-    from app.engine.training.worker import build_rewards
+    from app.engine.training.reward_funcs import build_rewards
 
     specs = [r if isinstance(r, RewardSpec) else RewardSpec(**r) for r in reward_specs]
     try:
@@ -371,7 +373,11 @@ def compare_models(
     Greedy by default, so outputs are reproducible. Raises CompareError for unusable input.
     """
     from app.engine.data.sources import prompt_messages
-    from app.engine.evaluation.evaluate import correctness_reward, generate_completions, table_accuracy
+    from app.engine.evaluation.evaluate import (
+        correctness_reward,
+        generate_completions,
+        table_accuracy,
+    )
 
     if len(refs) < 1:
         raise CompareError("Pick at least one model (two or more to compare).")
@@ -469,6 +475,69 @@ def save_preference(path: Path | str, prompt: str | list[dict[str, str]], chosen
         return append_pair(path, prompt, chosen, rejected, meta=meta)
     except PairError as exc:
         raise CompareError(str(exc)) from None
+
+
+# -- collecting preference pairs: two sampled replies for a person to compare -------------------------------
+def _as_messages(prompt: str | Messages, system_prompt: str | None) -> Messages:
+    if isinstance(prompt, str):
+        if not prompt.strip():
+            raise PairError("The prompt is empty.")
+        messages: Messages = [{"role": "user", "content": prompt}]
+    else:
+        messages = [dict(m) for m in prompt]
+        if not messages:
+            raise PairError("The prompt is empty.")
+    if system_prompt and messages[0].get("role") != "system":
+        messages = [{"role": "system", "content": system_prompt}] + messages
+    return messages
+
+
+def sample_pair(
+    model: Any,
+    tokenizer: Any,
+    prompt: str | Messages,
+    *,
+    other_model: Any = None,
+    sources: tuple[str, str] = ("model", "model"),
+    system_prompt: str | None = None,
+    max_new_tokens: int = 64,
+    temperature: float = 1.0,
+    max_tries: int = 3,
+    unsloth: bool = False,
+    seed: int | None = None,
+) -> PairSample:
+    """Two sampled replies to `prompt` for a person to compare.
+
+    One model: two samples in one `generate` call (`num_return_sequences=2`), drawn again (up to `max_tries`) while
+    they are identical. With `other_model` (e.g. the base model against a trained run, sharing `tokenizer`): one
+    sample from each, shown in random order, `sources` naming them ("base", "run") as `sources[0]` for `model`.
+    """
+    import torch
+
+    from app.engine.evaluation.evaluate import generate_completions
+
+    if seed is not None:
+        torch.manual_seed(seed)
+    rng = random.Random(seed)
+    messages = _as_messages(prompt, system_prompt)
+    kwargs = dict(max_new_tokens=max_new_tokens, do_sample=True, temperature=temperature, unsloth=unsloth)
+    start = time.time()
+    for _ in range(max(1, max_tries)):
+        if other_model is None:
+            texts, _ = generate_completions(model, tokenizer, [messages], num_return_sequences=2, **kwargs)
+            first, second, names = texts[0], texts[1], tuple(sources)
+        else:
+            (first,), _ = generate_completions(model, tokenizer, [messages], **kwargs)
+            (second,), _ = generate_completions(other_model, tokenizer, [messages], **kwargs)
+            names = tuple(sources)
+            if rng.random() < 0.5:  # no position bias: the trained model is not always B
+                first, second, names = second, first, (names[1], names[0])
+        if first.strip() != second.strip():
+            break
+    return PairSample(
+        prompt=messages, a=first, b=second, sources=names, identical=first.strip() == second.strip(),
+        seconds=time.time() - start,
+    )
 
 
 def count_preferences(path: Path | str) -> int:
@@ -654,7 +723,7 @@ def export_merged(source: Path | str, out_dir: Path | str, checkpoint: int | Non
 
 def export_command(source: Path | str, out_dir: Path | str, merged: bool, checkpoint: int | None = None) -> str:
     """The shell command that does the same export as the app's button."""
-    parts = ["python", "-m", "app.engine.evaluation.compare", "export", str(source), str(out_dir)]
+    parts = ["python", "-m", "app.engine.compare", "export", str(source), str(out_dir)]
     if merged:
         parts.append("--merged")
     if checkpoint is not None:
@@ -663,7 +732,7 @@ def export_command(source: Path | str, out_dir: Path | str, merged: bool, checkp
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m app.engine.evaluation.compare", description="Export a trained run.")
+    p = argparse.ArgumentParser(prog="python -m app.engine.compare", description="Export a trained run.")
     sub = p.add_subparsers(dest="command", required=True)
     ex = sub.add_parser("export", help="export a run's adapter, or a merged Hugging Face model folder")
     ex.add_argument("source", help="run folder (its final adapter, else its latest checkpoint), or an adapter folder")

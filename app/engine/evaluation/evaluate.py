@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
 
-from app.engine.data.sources import prompt_messages
+from app.engine.data.forms import prompt_messages
 
 # Built-in rewards that check correctness: the first of these in a run's rewards defines `accuracy`; a run without
 # one has no accuracy.

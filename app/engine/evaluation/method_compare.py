@@ -35,9 +35,16 @@ from typing import Any, Callable, Sequence
 
 from app.engine.core import runs
 from app.engine.core.folders import PROJECT_ROOT
-from app.engine.evaluation.stats import (ArmSummary, bootstrap_difference, intervals_overlap, kept_step_seconds, parse_seeds,
-                               resolvable_difference, summarize_arm)
 from app.engine.core.spec import RunSpec, SpecError
+from app.engine.evaluation.stats import (
+    ArmSummary,
+    bootstrap_difference,
+    intervals_overlap,
+    kept_step_seconds,
+    parse_seeds,
+    resolvable_difference,
+    summarize_arm,
+)
 
 METHOD_KEYS = ("sft", "dft", "grpo", "sft_grpo", "prefix_rft")
 METHOD_LABELS = {"sft": "SFT", "dft": "DFT", "grpo": "GRPO", "sft_grpo": "SFT→GRPO", "prefix_rft": "Prefix-RFT"}
@@ -504,9 +511,13 @@ def sampled_eval(run_dir: Path | str, k: int, temperature: float = 1.0, seed: in
     avg@k (mean share of correct replies per prompt), pass@k (share of prompts with at least one), mean reward."""
     import torch
 
-    from app.engine.evaluation import compare
     from app.engine.data.sources import load_data, prompt_messages
-    from app.engine.evaluation.evaluate import correctness_reward, generate_completions, table_accuracy
+    from app.engine.evaluation import compare
+    from app.engine.evaluation.evaluate import (
+        correctness_reward,
+        generate_completions,
+        table_accuracy,
+    )
     from rewards import score
 
     run_dir = Path(run_dir)
@@ -1052,8 +1063,8 @@ def write_table(folder: Path | str) -> str:
 def curves_figure(result: ComparisonResult, title: str = "Held-out score over steps (greedy)") -> Any:
     """Held-out accuracy (top) and mean reward (bottom) against the optimizer step, one line per method; SFT→GRPO
     marks where GRPO takes over."""
-    from plotly.subplots import make_subplots
     import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
 
     from app.engine.presentation import charts
 

@@ -184,8 +184,8 @@ def sample_rows(row: dict[str, Any], model_key: str = "base::default", n: int = 
                 max_new_tokens: int = 32, system_prompt: str | None = None,
                 progress: Callable[[float, str], None] | None = None) -> list[dict[str, Any]]:
     """`n` completions sampled from a model for one prompt row (one GRPO group), as rows to score."""
-    from app.engine.evaluation.compare import load_model, parse_model_key
     from app.engine.data.sources import prompt_messages
+    from app.engine.evaluation.compare import load_model, parse_model_key
     from app.engine.evaluation.evaluate import generate_completions
 
     if not 2 <= n <= MAX_SAMPLES:

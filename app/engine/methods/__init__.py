@@ -10,7 +10,12 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from app.engine.methods.base import EvalContext, MethodCharts, TrainerParts, TrainingMethod
+from app.engine.methods.base import (
+    EvalContext,
+    MethodCharts,
+    TrainerParts,
+    TrainingMethod,
+)
 
 _REGISTRY: dict[str, TrainingMethod] = {}
 

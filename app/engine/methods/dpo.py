@@ -10,7 +10,13 @@ from typing import Any, Sequence
 from app.engine.core.fields import SpecError, finite, spec_field
 from app.engine.data import forms
 from app.engine.data.preferences import normalize_pair, row_problem
-from app.engine.methods.base import EvalContext, FormField, MethodCharts, TrainerParts, TrainingMethod
+from app.engine.methods.base import (
+    EvalContext,
+    FormField,
+    MethodCharts,
+    TrainerParts,
+    TrainingMethod,
+)
 
 # TRL 1.15 DPOConfig.loss_type values (one loss; `dpo.sft_weight` adds the "sft" term).
 DPO_LOSS_TYPES = (

@@ -7,7 +7,12 @@ from typing import Any
 
 from app.engine.core.fields import SpecError, collector, finite, spec_field
 from app.engine.data import forms
-from app.engine.methods.base import FormField, MethodCharts, TrainerParts, TrainingMethod
+from app.engine.methods.base import (
+    FormField,
+    MethodCharts,
+    TrainerParts,
+    TrainingMethod,
+)
 
 GRPO_LOSS_TYPES = ("grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo")
 SCALE_REWARDS = ("group", "batch", "none")

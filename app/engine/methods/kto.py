@@ -16,7 +16,13 @@ from app.engine.core.fields import SpecError, collector, finite, spec_field
 from app.engine.data.forms import prompt_messages
 from app.engine.data.preferences import append_record, normalize_pair, read_pairs
 from app.engine.data.preferences import row_problem as pair_problem
-from app.engine.methods.base import EvalContext, FormField, MethodCharts, TrainerParts, TrainingMethod
+from app.engine.methods.base import (
+    EvalContext,
+    FormField,
+    MethodCharts,
+    TrainerParts,
+    TrainingMethod,
+)
 
 UNPAIRED = "unpaired"  # the row form: prompt / completion / label
 KTO_LOSS_TYPES = ("kto", "apo_zero_unpaired")  # TRL 1.15 KTOConfig.loss_type
@@ -68,8 +74,9 @@ def thumb_problem(row: Any) -> str | None:
     prompt, completion = row.get("prompt"), row.get("completion")
     if prompt is None or (isinstance(prompt, (str, list)) and not prompt) or (isinstance(prompt, str) and not prompt.strip()):
         return "has an empty 'prompt'"
-    if completion is None or (isinstance(completion, str) and not completion.strip()) or (
-            isinstance(completion, list) and not completion):
+    text = completion if isinstance(completion, str) else "".join(
+        str(m.get("content", "")) for m in completion if isinstance(m, dict)) if isinstance(completion, list) else None
+    if text is None or not text.strip():
         return "has an empty 'completion'"
     if not isinstance(row.get("label"), bool):
         return f"has a 'label' that is not true or false ({row.get('label')!r}); true marks a good reply"

@@ -13,9 +13,9 @@ import os
 import shutil
 import time
 from pathlib import Path
+from typing import Callable
 
 from filelock import FileLock
-from typing import Callable
 
 DEFAULT_MODEL = "SmolLM2-135M-Instruct"
 # Names a user may type for the embedded model.

@@ -19,6 +19,7 @@ from typing import Any, Callable
 from app.engine.core import runs
 from app.engine.core.spec import RunSpec, SpecError
 from app.engine.methods import EvalContext, TrainerParts
+from app.engine.training.reward_funcs import build_rewards
 
 
 @dataclass
@@ -68,39 +69,6 @@ def pid_info() -> dict[str, Any]:
 
 class RunFailed(RuntimeError):
     """A run ended in an error the user must act on (message already user-facing)."""
-
-
-def build_rewards(spec: RunSpec) -> tuple[list[Any], list[float], list[str | None]]:
-    """The spec's rewards as guarded callables (never raise; errors → None and counted), weights, registry names."""
-    import rewards
-
-    built, weights, registry = [], [], []
-    for r in spec.rewards:
-        if r.name:
-            fn = rewards.get(r.name, **r.params)
-        elif r.file:
-            fn = rewards.load_user_reward_file(r.file, timeout_s=spec.reward_timeout_s)
-        else:
-            fn = rewards.load_user_reward(r.source or "", timeout_s=spec.reward_timeout_s)
-        built.append(fn)
-        weights.append(float(r.weight))
-        registry.append(r.name)
-    names = rewards.unique_names([rewards.reward_name(fn) for fn in built])
-    return [rewards.guard(fn, name=name) for fn, name in zip(built, names)], weights, registry
-
-
-def dry_run_rewards(funcs: list[Any], rows: list[dict[str, Any]], system_prompt: str | None = None) -> None:
-    """Call every reward on ~8 rows (their reference completions) before any model is loaded, in the form GRPO
-    will call it: chat-form prompts (with the system prompt) and completions, and the dataset's other columns."""
-    import rewards
-    from app.engine.data import forms
-
-    sample = []
-    for row, trl_row in zip(rows[:8], forms.to_form(forms.PROMPT, rows[:8], system_prompt)):
-        completion = row.get("completion") or row.get("solution") or row.get("answer") or ""
-        sample.append({**trl_row, "completion": [{"role": "assistant", "content": str(completion)}]})
-    results = rewards.dry_run([getattr(f, "fn", f) for f in funcs], sample, n=8)
-    rewards.check_dry_run(results)
 
 
 class RunStopped(Exception):
@@ -245,7 +213,11 @@ def _train(
         ensure_trl_logprob_kernel()
 
     from app.engine.data.sources import load_data, to_trl_dataset
-    from app.engine.evaluation.evaluate import EvaluationStopped, correctness_reward, evaluate
+    from app.engine.evaluation.evaluate import (
+        EvaluationStopped,
+        correctness_reward,
+        evaluate,
+    )
     from app.engine.training.models import resolve_model
 
     data = load_data(spec.data)
@@ -303,10 +275,10 @@ def _train(
     train_ds = to_trl_dataset(data.train, spec.method, spec.data.system_prompt)
     trainer = method.build_trainer(TrainerParts(spec, info, model, tokenizer, peft_cfg, train_ds, funcs, weights,
                                                 common_args(spec, info, run_dir)))
-    from app.engine.training.callbacks import ProgressBarCallback, RunFolderCallback
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     import rewards
+    from app.engine.training.callbacks import ProgressBarCallback, RunFolderCallback
 
     best = BestKeeper(run_dir, spec.training.keep_best, runs.read_status(run_dir).get("best") if resume else None)
 

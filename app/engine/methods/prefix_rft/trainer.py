@@ -37,7 +37,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import torch
 
-from app.engine.methods.prefix_rft import PrefixSpec
+from app.engine.methods.prefix_rft.settings import PrefixSettings, PrefixSpec
 
 LOSS_TYPES = ("dr_grpo", "grpo", "bnpo", "dapo")
 # Metrics this method adds to TRL's (they reach metrics.jsonl through `self._metrics` and `on_log`).
@@ -53,17 +53,6 @@ METRICS = {
     "prefix/token_share": "share of the micro-batch's completion tokens that are prefix tokens",
     "prefix/tokens_updated_share": "share of prefix tokens kept in the loss by the entropy mask",
 }
-
-
-@dataclass
-class PrefixSettings(PrefixSpec):
-    """The `prefix` section of a RunSpec plus the run's seed (the trainer's configuration)."""
-
-    seed: int = 42
-
-    @classmethod
-    def from_spec(cls, spec: Any) -> "PrefixSettings":
-        return cls(**asdict(spec.prefix), seed=spec.seed)
 
 
 # -- schedule -----------------------------------------------------------------------------------------------------

@@ -1,58 +1,17 @@
 """Prefix-RFT (Huang et al. 2025, arXiv 2507.01679): GRPO where part of each group continues a prefix of the
-row's demonstration, whose length decays over training. Its trainer (a GRPOTrainer subclass: prefixed rollouts,
-prefix-aware advantages, entropy-masked loss) is in prefix_rft_trainer.py, imported only when a run builds it,
-since it needs torch; docs/prefix-rft.md maps it onto the official code."""
+row's demonstration, whose length decays over training. The method's package: this module (the protocol),
+settings.py (its RunSpec section) and trainer.py (a GRPOTrainer subclass: prefixed rollouts, prefix-aware
+advantages, entropy-masked loss; imported only when a run builds it, since it needs torch). docs/prefix-rft.md
+maps it onto the official code."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
-from app.engine.core.fields import SpecError, check_positive_int, spec_field
+from app.engine.core.fields import SpecError, check_positive_int
 from app.engine.data import forms
 from app.engine.methods.base import FormField, MethodCharts, TrainerParts
-from app.engine.methods.grpo import GRPO_CHARTS, GRPO
-
-
-@dataclass
-class PrefixSpec:
-    """Prefix-RFT (Huang et al. 2025, arXiv 2507.01679): part of each GRPO group continues a prefix of the row's
-    demonstration. Defaults are the paper's values; see docs/prefix-rft.md."""
-
-    demonstration_column: str = spec_field(
-        "Dataset column holding the reference solution whose prefix guides the prefixed rollouts "
-        "(the built-in arithmetic task: 'solution', e.g. '12 + 7 = 19').",
-        "solution",
-    )
-    n_prefixed: int = spec_field(
-        "Rollouts per group that continue a demonstration prefix; they replace on-policy ones, so the group "
-        "stays generation.num_generations (paper: 1 of 8).",
-        1,
-    )
-    high: float = spec_field("Upper bound of the prefix fraction of the demonstration (paper: 0.95, constant).", 0.95)
-    low_start: float = spec_field("Lower bound of the prefix fraction at step 0 (paper: 0.95).", 0.95)
-    low_end: float = spec_field("Lower bound of the prefix fraction at the end of the decay (paper: 0.05).", 0.05)
-    schedule: str = spec_field(
-        "How the lower bound moves from low_start to low_end: 'cosine' (paper), 'linear', or 'constant' "
-        "(low_end from the start: a uniform prefix fraction, the paper's ablation).",
-        "cosine",
-    )
-    decay_steps: int | None = spec_field("Steps over which the lower bound decays (None: training.max_steps).", None)
-    min_prefix_tokens: int = spec_field(
-        "Shortest prefix in tokens (the official code's min_prefix_len); a prefix always leaves at least the "
-        "demonstration's last token to the model.",
-        1,
-    )
-    entropy_top_fraction: float = spec_field(
-        "Share of prefix tokens trained: the highest-entropy ones under the current policy, ranked within each "
-        "micro-batch (paper: 0.2; 1.0 trains every prefix token).",
-        0.2,
-    )
-    continuation_advantage: str = spec_field(
-        "Advantage of the model's own continuation after a prefix: 'raw' (its reward, as the official code's "
-        "singleton prefix group gives) or 'centred' (reward minus the on-policy mean).",
-        "raw",
-    )
-
+from app.engine.methods.grpo import GRPO, GRPO_CHARTS
+from app.engine.methods.prefix_rft.settings import PrefixSettings, PrefixSpec  # noqa: F401 (the section types)
 
 # Loss aggregations the Prefix-RFT loss implements (app/engine/prefix_rft.py); the paper uses dr_grpo.
 PREFIX_RFT_LOSS_TYPES = ("dr_grpo", "grpo", "bnpo", "dapo")
@@ -173,7 +132,7 @@ class PrefixRFT(GRPO):
 
     def build_trainer(self, parts: TrainerParts) -> Any:
         from app.engine.methods.grpo import trainer_kwargs
-        from app.engine.methods.prefix_rft_trainer import build_prefix_rft_trainer
+        from app.engine.methods.prefix_rft.trainer import build_prefix_rft_trainer
 
         return build_prefix_rft_trainer(parts.spec, **trainer_kwargs(parts))
 
