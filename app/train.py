@@ -47,6 +47,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from app.engine.core.processes import LaunchRefused
     from app.engine.core.runs import RunFolderError, check_resumable, check_run_target
     from app.engine.core.spec import RunSpec, SpecError, field_help
 
@@ -82,11 +83,14 @@ def main(argv: list[str] | None = None) -> int:
             check_run(spec)  # the same function every run calls before it creates its folder
             print("spec OK")
             return 0
+        warning = device_check(run_dir, runs_dir)
+        if warning:
+            print(f"note: {warning}", file=sys.stderr)
         from app.engine.training.worker import train
 
         result = train(spec, run_dir=run_dir, runs_dir=runs_dir, resume=bool(args.resume),
                        progress_bar=not args.no_progress)
-    except (SpecError, RunFolderError) as exc:
+    except (SpecError, RunFolderError, LaunchRefused) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -94,6 +98,16 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     print(f"run folder: {result.run_dir}")
     return {"finished": 0, "stopped": 3}.get(result.state, 1)
+
+
+def device_check(run_dir: Path | None, runs_dir: Path | None) -> str | None:
+    """The app's one-GPU rule for a run started from the shell: LaunchRefused while another run of the same runs
+    folder holds the GPU; on a CPU, a warning that the cores are shared (None when nothing else runs)."""
+    from app.engine.core import runs
+    from app.engine.core.processes import launch_check
+
+    folder = run_dir.parent if run_dir is not None else (runs_dir or runs.default_runs_dir())
+    return launch_check(Path(folder), exclude=run_dir) if Path(folder).is_dir() else None
 
 
 # Metrics `--status` shows from the last training line, when logged.

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from app.engine.advice import presets
-from app.engine.core import folders, processes, run_reader, runs
+from app.engine.core import folders, processes, run_reader, runs, spawn
 from app.engine.core.spec import METHODS, RewardSpec, RunSpec, SpecError
 from app.engine.evaluation import playground as pg
 
@@ -164,7 +164,7 @@ def test_start_run_returns_at_once_and_the_worker_writes_the_folder(tmp_path):
     run_dir, warning = processes.start_run(bad, tmp_path, gpu=False, extra_args=["--validate-only"])
     assert time.time() - start < 5 and warning is None
     assert (run_dir / "spec.yaml").exists() and runs.read_status(run_dir)["state"] == "queued"
-    proc = processes._PROCS[str(run_dir)]
+    proc = spawn.child(run_dir)
     assert proc.wait(timeout=120) == 0
     assert "spec OK" in (run_dir / "train.log").read_text()
 

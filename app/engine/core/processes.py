@@ -2,11 +2,9 @@
 no Gradio, so the CLI and the app obey the same rule."""
 from __future__ import annotations
 
-import subprocess
-import threading
 from pathlib import Path
 
-from app.engine.core import runs
+from app.engine.core import runs, spawn
 from app.engine.core.spec import RunSpec
 
 
@@ -27,21 +25,9 @@ def gpu_available() -> bool:
 
 
 # -- starting and stopping runs --------------------------------------------------------------------------------------
-_PROCS: dict[str, subprocess.Popen] = {}
-_PROCS_LOCK = threading.Lock()
-
-
-def _track(run_dir: Path, proc: subprocess.Popen) -> None:
-    with _PROCS_LOCK:
-        _PROCS[str(run_dir)] = proc
-
-
 def reap() -> None:
     """Collect exited worker processes started by this app (no zombies)."""
-    with _PROCS_LOCK:
-        for key, proc in list(_PROCS.items()):
-            if proc.poll() is not None:
-                del _PROCS[key]
+    spawn.reap()
 
 
 def active_runs(runs_dir: Path) -> list[runs.RunInfo]:
@@ -50,10 +36,12 @@ def active_runs(runs_dir: Path) -> list[runs.RunInfo]:
     return [r for r in runs.list_runs(runs_dir) if r.state in runs.ACTIVE_STATES]
 
 
-def launch_check(runs_dir: Path, gpu: bool | None = None, data_dir: Path | None = None) -> str | None:
+def launch_check(runs_dir: Path, gpu: bool | None = None, data_dir: Path | None = None,
+                 exclude: Path | None = None) -> str | None:
     """None when a run may start now; raises LaunchRefused when another run, or a method comparison under
     `data_dir` (it starts its runs one after another), holds the only GPU. On a CPU a second run may start but
-    shares the cores: the returned text warns about that."""
+    shares the cores: the returned text warns about that. `exclude`: the run asking (a worker checking at its
+    own start, after the app marked its folder queued)."""
     gpu = gpu_available() if gpu is None else gpu
     if gpu and data_dir is not None:
         from app.engine.evaluation import method_compare as mc
@@ -63,7 +51,8 @@ def launch_check(runs_dir: Path, gpu: bool | None = None, data_dir: Path | None 
             raise LaunchRefused(
                 f"The method comparison {comparing[0].name} is running on the GPU (its methods train one after "
                 "another); one run at a time holds it. Stop the comparison (4 · Compare) or wait for it to finish.")
-    busy = active_runs(runs_dir)
+    busy = [r for r in active_runs(runs_dir)
+            if exclude is None or Path(r.path).resolve() != Path(exclude).resolve()]
     if not busy:
         return None
     names = ", ".join(r.name for r in busy)
@@ -83,8 +72,7 @@ def start_run(spec: RunSpec, runs_dir: Path, gpu: bool | None = None,
     spec.validate()
     warning = launch_check(Path(runs_dir), gpu, data_dir)
     run_dir = runs.create_run_dir(spec, Path(runs_dir))
-    proc = runs.launch_run(run_dir, extra_args=["--no-progress", *(extra_args or [])])
-    _track(run_dir, proc)
+    runs.launch_run(run_dir, extra_args=["--no-progress", *(extra_args or [])])
     return run_dir, warning
 
 
@@ -97,8 +85,7 @@ def resume_run(run_dir: Path, gpu: bool | None = None, data_dir: Path | None = N
         raise LaunchRefused(f"Run {Path(run_dir).name} has finished; launch a new run to train further.")
     warning = launch_check(Path(run_dir).parent, gpu, data_dir)
     runs.update_status(run_dir, state="queued", error=None, traceback=None, pid=None)  # launch_run records the new one
-    proc = runs.launch_run(run_dir, extra_args=["--no-progress"], resume=True)
-    _track(Path(run_dir), proc)
+    runs.launch_run(run_dir, extra_args=["--no-progress"], resume=True)
     return warning
 
 

@@ -24,12 +24,13 @@ import shutil
 import signal
 import stat
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from app.engine.core.spawn import spawn
 
 ACTIVE_STATES = ("queued", "running")
 FINAL_STATES = ("finished", "failed", "stopped")
@@ -450,20 +451,9 @@ def launch_run(run_dir: Path, extra_args: list[str] | None = None, resume: bool 
     (the UI never trains in its own process).
     """
     run_dir = Path(run_dir).resolve()
-    args = [sys.executable, "-m", "app.train"]
-    args += ["--resume", str(run_dir)] if resume else [str(run_dir / "spec.yaml"), "--run-dir", str(run_dir)]
-    args += list(extra_args or [])
-    log = open(run_dir / "train.log", "ab")
-    root = Path(__file__).resolve().parents[3]  # the repository: `python -m app.train` runs from it
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
-    env.setdefault("PYTHONUNBUFFERED", "1")
+    args = ["--resume", str(run_dir)] if resume else [str(run_dir / "spec.yaml"), "--run-dir", str(run_dir)]
     (run_dir / STOP_FILE).unlink(missing_ok=True)  # an earlier stop request must not stop this launch
-    proc = subprocess.Popen(  # an argv list, never shell=True
-        args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=str(root), env=env,
-        start_new_session=True,
-    )
-    log.close()
+    proc = spawn("app.train", [*args, *(extra_args or [])], run_dir / "train.log", key=run_dir)
     # Record the pid at once: while the worker imports (tens of seconds) readers can already tell it is alive, and a
     # worker that dies before it writes its own status (an import error, the OOM killer) reads back as failed.
     update_status(run_dir, pid=proc.pid, pid_started_at=process_start_time(proc.pid))

@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from app.engine.core import runs
+from app.engine.core import runs, spawn
 from app.engine.core.folders import PROJECT_ROOT
 from app.engine.core.spec import RunSpec, SpecError
 from app.engine.evaluation.stats import (
@@ -264,7 +264,7 @@ def _write_state(folder: Path, state: dict[str, Any]) -> None:
 
 def read_state(folder: Path | str) -> dict[str, Any]:
     """comparison.json, with a dead orchestrator of an active comparison reported as failed."""
-    reap()
+    spawn.reap()
     state = runs.read_json(Path(folder) / COMPARISON_FILE)
     if state.get("state") in ACTIVE and state.get("pid") and not runs.pid_alive(state["pid"],
                                                                                  state.get("pid_started_at")):
@@ -292,21 +292,11 @@ def cancel_requested(folder: Path | str) -> bool:
 def start_comparison_process(config: CompareConfig, folder: Path, runs_dir: Path) -> subprocess.Popen:
     """Start `python -m app.compare_methods` for `config` in its own process (the app's button); returns at once.
     Its output goes to FOLDER/compare.log; the folder fills as it goes."""
-    import sys
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     runs.write_atomic(folder / "config.json", json.dumps(config.to_dict(), indent=2))
-    args = [sys.executable, "-m", "app.compare_methods", "--config", str(folder / "config.json"), "--out",
-            str(folder), "--runs-dir", str(runs_dir)]
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
-    env.setdefault("PYTHONUNBUFFERED", "1")
-    log = open(folder / "compare.log", "ab")
-    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            cwd=str(PROJECT_ROOT), env=env, start_new_session=True)
-    log.close()
-    _CHILDREN.append(proc)
+    args = ["--config", str(folder / "config.json"), "--out", str(folder), "--runs-dir", str(runs_dir)]
+    proc = spawn.spawn("app.compare_methods", args, folder / "compare.log", key=folder)
     if not (folder / COMPARISON_FILE).exists():  # listed and readable at once, before the child has imported torch
         _write_state(folder, {"config": config.to_dict(), "state": "queued", "pid": proc.pid,
                               "pid_started_at": runs.process_start_time(proc.pid), "current": None, "runs_dir": str(runs_dir),
@@ -314,7 +304,6 @@ def start_comparison_process(config: CompareConfig, folder: Path, runs_dir: Path
     return proc
 
 
-_CHILDREN: list[subprocess.Popen] = []
 
 
 def initial_entries(config: CompareConfig) -> list[dict[str, Any]]:
@@ -322,13 +311,6 @@ def initial_entries(config: CompareConfig) -> list[dict[str, Any]]:
     load drifting over the hours spreads over all methods alike."""
     return [{"key": m, "label": METHOD_LABELS[m], "seed": seed, "state": "queued", "runs": [], "error": None}
             for seed in config.run_seeds for m in config.methods]
-
-
-def reap() -> None:
-    """Collect comparison processes started by this process that have exited (no zombies)."""
-    for proc in list(_CHILDREN):
-        if proc.poll() is not None:
-            _CHILDREN.remove(proc)
 
 
 # -- running ------------------------------------------------------------------------------------------------------
