@@ -158,3 +158,23 @@ def test_every_method_has_its_chart_panels(key):
     assert figs["reward"].data, f"{key}: the main chart draws nothing from its own metrics"
     assert len(figs["dynamics"].data) >= 4
     assert (figs["method"] is not None) == bool(method.charts.extra)
+
+
+# -- the public API --------------------------------------------------------------------------------------------------
+def test_every_public_name_resolves():
+    import app.engine as engine
+
+    for name in engine.__all__:
+        assert getattr(engine, name) is not None, name
+
+
+def test_readme_and_notebooks_use_only_the_public_api():
+    import json
+    import re
+
+    texts = [(ROOT / "README.md").read_text(encoding="utf-8")]
+    for notebook in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
+        texts += ["".join(c["source"]) for c in cells if c["cell_type"] == "code"]
+    deep = [m for text in texts for m in re.findall(r"from app\.engine\.[\w.]+ import [^\n]+", text)]
+    assert deep == [], f"import these from app.engine instead: {deep}"
