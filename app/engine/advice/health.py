@@ -22,6 +22,7 @@ Alerts (key → what it means):
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from statistics import fmean
 from typing import Any, Iterable, Sequence
 
 from app.engine.presentation.charts import series, train_records
@@ -76,10 +77,6 @@ def _get(spec: Any, path: str, default: Any = None) -> Any:
     return default if obj is None else obj
 
 
-def _mean(values: Sequence[float]) -> float:
-    return sum(values) / len(values)
-
-
 def correctness_reward(spec: Any, names: Sequence[str]) -> str | None:
     """The reward (metric name) that judges correctness: the spec's first correctness built-in, else a logged
     reward whose name is a correctness built-in. None when the run has no such reward."""
@@ -131,7 +128,7 @@ def _zero_variance(train: list[dict[str, Any]]) -> list[Alert]:
     steps, fracs = series(train, "frac_reward_zero_std")
     if len(fracs) < ZERO_STD_WINDOW:
         return []
-    share = _mean(fracs[-ZERO_STD_WINDOW:])
+    share = fmean(fracs[-ZERO_STD_WINDOW:])
     if share > ZERO_STD_FRACTION:
         return [Alert(
             "warning", "Most groups have zero reward variance",
@@ -146,7 +143,7 @@ def _truncated(train: list[dict[str, Any]], spec: Any) -> list[Alert]:
     steps, clipped = series(train, "completions/clipped_ratio")
     if len(clipped) < TRUNCATED_WINDOW:
         return []
-    share = _mean(clipped[-TRUNCATED_WINDOW:])
+    share = fmean(clipped[-TRUNCATED_WINDOW:])
     if share > TRUNCATED_FRACTION:
         limit = _get(spec, "generation.max_completion_length")
         limit_text = f" ({limit} tokens)" if limit else ""
@@ -163,8 +160,8 @@ def _length_growth(train: list[dict[str, Any]]) -> list[Alert]:
     steps, lengths = series(train, "completions/mean_length")
     if len(lengths) < 2 * LENGTH_WINDOW:
         return []
-    early = _mean(lengths[:LENGTH_WINDOW])
-    recent = _mean(lengths[-LENGTH_WINDOW:])
+    early = fmean(lengths[:LENGTH_WINDOW])
+    recent = fmean(lengths[-LENGTH_WINDOW:])
     if early > 0 and recent >= LENGTH_GROWTH * early and recent - early >= LENGTH_MIN_INCREASE:
         return [Alert(
             "warning", "Completion length blowing up",
@@ -212,8 +209,8 @@ def _kl(train: list[dict[str, Any]]) -> list[Alert]:
             "base model and outputs may degrade. Lower the learning rate, raise grpo.beta, or stop and use an earlier "
             "checkpoint.", "kl_high", steps[-1])]
     if len(kls) >= 2 * KL_WINDOW:
-        early = _mean(kls[:KL_WINDOW])
-        recent = _mean(kls[-KL_WINDOW:])
+        early = fmean(kls[:KL_WINDOW])
+        recent = fmean(kls[-KL_WINDOW:])
         if recent >= KL_MIN_FOR_GROWTH and recent >= KL_GROWTH * max(early, 1e-6):
             return [Alert(
                 "warning", "KL growing fast",
@@ -273,8 +270,8 @@ def _hacking_from_trend(train: list[dict[str, Any]], correct: str) -> list[Alert
     n = HACK_TREND_WINDOW
     if len(totals) < 2 * n or len(corrects) < 2 * n:
         return []
-    reward_rise = _mean(totals[-n:]) - _mean(totals[:n])
-    correct_rise = _mean(corrects[-n:]) - _mean(corrects[:n])
+    reward_rise = fmean(totals[-n:]) - fmean(totals[:n])
+    correct_rise = fmean(corrects[-n:]) - fmean(corrects[:n])
     if reward_rise >= HACK_REWARD_RISE and correct_rise < HACK_CORRECT_RISE:
         return [Alert(
             "warning", "Reward rises, correctness does not",

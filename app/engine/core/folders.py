@@ -13,15 +13,14 @@ Only these folders (and the runs dir) are served to the browser (Gradio `allowed
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.engine.core import runs
+from app.engine.core import REPOSITORY, runs
 
-PROJECT_ROOT = Path(__file__).resolve().parents[3]  # the repository (relative data paths, recipes, shipped files)
+PROJECT_ROOT = REPOSITORY  # relative data paths, recipes and shipped files are found from here
 RECIPES_DIR = PROJECT_ROOT / "recipes"
 USER_REWARDS = "user_rewards"
 PREFERENCES = "preferences"
@@ -105,4 +104,4 @@ def store_upload(upload: str | os.PathLike[str], paths: WorkbenchPaths) -> Path:
 
 def slug(text: str, default: str = "file") -> str:
     """`text` as a safe file-name part."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-.")[:60] or default
+    return runs.slug(text, default, max_length=60)

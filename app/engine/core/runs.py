@@ -198,8 +198,9 @@ def _log_tail(run_dir: Path, lines: int = 6) -> str:
 
 
 # -- run folders --------------------------------------------------------------------------------------------
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")[:40] or "run"
+def slug(text: str, default: str = "run", max_length: int = 40) -> str:
+    """`text` as a safe file-name part (run folders, uploads, exports)."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-.")[:max_length] or default
 
 
 class RunFolderError(ValueError):
@@ -288,7 +289,7 @@ def create_run_dir(spec: Any, runs_dir: Path | None = None, run_dir: Path | None
             runs_dir = Path(runs_dir) if runs_dir else default_runs_dir()
             _make_dirs(runs_dir, created)
             stamp = time.strftime("%Y%m%d-%H%M%S")
-            base = f"{stamp}-{spec.method}" + (f"-{_slug(spec.name)}" if spec.name else "")
+            base = f"{stamp}-{spec.method}" + (f"-{slug(spec.name)}" if spec.name else "")
             run_dir, n = runs_dir / base, 1
             while True:
                 try:

@@ -10,7 +10,7 @@ import sys
 import threading
 from pathlib import Path
 
-REPOSITORY = Path(__file__).resolve().parents[3]  # `python -m app.…` runs from here, whatever the caller's folder
+from app.engine.core import REPOSITORY
 
 _CHILDREN: dict[str, subprocess.Popen] = {}  # folder → its worker process, while it may still run
 _LOCK = threading.Lock()

@@ -32,6 +32,8 @@ from typing import Any, Callable, Sequence
 
 from app.engine.core import runs
 from app.engine.data.preferences import Messages, PairError, PairSample
+from app.engine.evaluation.evaluate import last_user_text, mean_of
+from app.engine.presentation.formats import percent
 
 BASE_PREFIX = "base::"
 ADAPTER_PREFIX = "adapter::"
@@ -251,7 +253,7 @@ class CompareResult:
             "tokens (mean)", "seconds"]
         rows = []
         for s in self.summary:
-            rows.append([s["model"], _round(s["mean_reward"]), _pct(s["accuracy"])]
+            rows.append([s["model"], _round(s["mean_reward"]), percent(s["accuracy"])]
                         + [_round(s["per_reward"].get(n)) for n in self.reward_names]
                         + [round(s["mean_length"], 1), round(s["seconds"], 1)])
         return headers, rows
@@ -268,10 +270,6 @@ def _round(value: float | None, digits: int = 3) -> float | None:
     return None if value is None else round(value, digits)
 
 
-def _pct(value: float | None) -> str:
-    return "–" if value is None else f"{value:.0%}"
-
-
 def _fmt_scores(scores: dict[str, float | None], total: float | None) -> str:
     if not scores:
         return ""
@@ -280,11 +278,6 @@ def _fmt_scores(scores: dict[str, float | None], total: float | None) -> str:
         return "–" if value is None else f"{value:g}"
     parts = ", ".join(f"{k} {('–' if v is None else f'{v:g}')}" for k, v in scores.items())
     return f"{'–' if total is None else f'{total:g}'} ({parts})"
-
-
-def _mean(values: Sequence[float | None]) -> float | None:
-    vals = [float(v) for v in values if v is not None]
-    return sum(vals) / len(vals) if vals else None
 
 
 def prompt_rows_from_text(text: str) -> list[dict[str, Any]]:
@@ -372,10 +365,10 @@ def compare_models(
     Rows are dicts with `prompt` (text or chat messages) and any columns the rewards read (e.g. `answer`).
     Greedy by default, so outputs are reproducible. Raises CompareError for unusable input.
     """
-    from app.engine.data.sources import prompt_messages
+    from app.engine.data.forms import prompt_messages
     from app.engine.evaluation.evaluate import (
         correctness_reward,
-        generate_completions,
+        generate_and_score,
         table_accuracy,
     )
 
@@ -391,7 +384,7 @@ def compare_models(
         if not r.get("prompt") and not r.get("messages"):
             raise CompareError(f"Prompt row {i + 1} is empty.")
     messages = [prompt_messages(r, system_prompt) for r in rows]
-    prompts = [_last_user(m) for m in messages]
+    prompts = [last_user_text(m) for m in messages]
     references = [None if r.get("answer") is None else str(r.get("answer")) for r in rows]
     funcs, weights, registry = build_reward_funcs(reward_specs) if reward_specs else ([], [], [])
     names = [getattr(f, "__name__", str(f)) for f in funcs]
@@ -409,33 +402,22 @@ def compare_models(
         model, tokenizer = load_model(ref, progress=note)
         if progress:
             progress((2 * m + 0.5) / steps, f"Generating with {ref.label} ({len(rows)} prompts)")
-        texts, lengths = generate_completions(
-            model, tokenizer, messages, max_new_tokens=max_new_tokens, batch_size=batch_size, do_sample=do_sample,
-            temperature=temperature,
-        )
+        gen = generate_and_score(model, tokenizer, rows, funcs, weights, system_prompt=system_prompt,
+                                 max_new_tokens=max_new_tokens, batch_size=batch_size, do_sample=do_sample,
+                                 temperature=temperature)
+        lengths = gen.lengths
         if progress:
-            progress((2 * m + 1.5) / steps, f"Scoring {ref.label}")
-        per_row: list[dict[str, Any]] = []
-        if funcs:
-            from rewards import score
-
-            scored_rows = [{**{k: v for k, v in r.items() if k not in ("prompt", "completion", "messages")},
-                            "prompt": msg, "completion": t} for r, msg, t in zip(rows, messages, texts)]
-            table = score(scored_rows, list(zip(funcs, weights)))
-            for t, n_tok, trow in zip(texts, lengths, table.rows):
-                per_row.append({"completion": t, "tokens": n_tok, "scores": trow["scores"], "total": trow["total"],
-                                "errors": trow.get("errors", {})})
-        else:
-            per_row = [{"completion": t, "tokens": n, "scores": {}, "total": None, "errors": {}}
-                       for t, n in zip(texts, lengths)]
+            progress((2 * m + 1.5) / steps, f"Scored {ref.label}")
+        per_row = [{"completion": r["completion"], "tokens": n_tok, "scores": r["scores"], "total": r["total"],
+                    "errors": r["errors"]} for r, n_tok in zip(gen.rows, lengths)]
         outputs[ref.label] = per_row
         acc = table_accuracy(per_row, accuracy_reward)
         summary.append({
             "model": ref.label,
-            "mean_reward": _mean([r["total"] for r in per_row]),
+            "mean_reward": mean_of([r["total"] for r in per_row]),
             "accuracy": acc.value,
             "n_scored": acc.n_scored,
-            "per_reward": {n: _mean([r["scores"].get(n) for r in per_row]) for n in names},
+            "per_reward": {n: mean_of([r["scores"].get(n) for r in per_row]) for n in names},
             "mean_length": sum(lengths) / max(len(lengths), 1),
             "seconds": time.time() - start,
             "n": len(per_row),
@@ -448,11 +430,6 @@ def compare_models(
         progress(1.0, "Done")
     return CompareResult(labels, [r.key for r in refs], prompts, messages, references, outputs, summary, names,
                          accuracy_reward)
-
-
-def _last_user(messages: list[dict[str, str]]) -> str:
-    users = [m.get("content", "") for m in messages if m.get("role") == "user"]
-    return str(users[-1]) if users else str(messages[-1].get("content", "")) if messages else ""
 
 
 # -- preference pairs -------------------------------------------------------------------------------------------------

@@ -228,6 +228,63 @@ def table_accuracy(rows: Sequence[dict[str, Any]], reward: str | None) -> Accura
     return accuracy([(row.get("scores") or {}).get(reward) for row in rows])
 
 
+@dataclass
+class ScoredGeneration:
+    """Replies generated for prompt rows and scored with rewards: `rows[i * k + j]` is the j-th reply to prompt i,
+    with its `scores` (per reward), `total` (weighted) and `errors`."""
+
+    messages: list[Any]  # each prompt row as chat messages
+    texts: list[str]
+    lengths: list[int]
+    rows: list[dict[str, Any]]
+    k: int = 1
+    seconds: float = 0.0
+
+    def per_prompt(self, i: int) -> list[dict[str, Any]]:
+        return self.rows[i * self.k:(i + 1) * self.k]
+
+
+def generate_and_score(
+    model: Any,
+    tokenizer: Any,
+    rows: Sequence[dict[str, Any]],
+    reward_funcs: Sequence[Callable[..., list[float | None]]] = (),
+    weights: Sequence[float] = (),
+    system_prompt: str | None = None,
+    max_new_tokens: int = 64,
+    batch_size: int = 64,
+    do_sample: bool = False,
+    temperature: float = 1.0,
+    num_return_sequences: int = 1,
+    unsloth: bool = False,
+    should_stop: Callable[[], bool] | None = None,
+) -> ScoredGeneration:
+    """The one generate-and-score path (held-out evaluation, 4 · Compare, sampled avg@k / pass@k): generate for
+    each prompt row (greedy unless `do_sample`), then score every reply with the rewards, the row's other columns
+    (e.g. `answer`) passed to them as in training. Without rewards the rows carry empty scores."""
+    from rewards import score
+
+    start = time.time()
+    k = max(1, int(num_return_sequences))
+    messages = [prompt_messages(r, system_prompt) for r in rows]
+    texts, lengths = generate_completions(
+        model, tokenizer, messages, max_new_tokens=max_new_tokens, batch_size=batch_size, do_sample=do_sample,
+        temperature=temperature, num_return_sequences=k, unsloth=unsloth, should_stop=should_stop,
+    )
+    table_rows = [
+        {**{c: v for c, v in row.items() if c not in ("prompt", "completion", "messages")}, "prompt": msg,
+         "completion": texts[i * k + j]}
+        for i, (row, msg) in enumerate(zip(rows, messages)) for j in range(k)
+    ]
+    if reward_funcs:
+        scored = score(table_rows, list(zip(reward_funcs, weights))).rows
+        table = [{**r, "scores": s["scores"], "total": s.get("total"), "errors": s.get("errors", {})}
+                 for r, s in zip(table_rows, scored)]
+    else:
+        table = [{**r, "scores": {}, "total": None, "errors": {}} for r in table_rows]
+    return ScoredGeneration(messages, texts, lengths, table, k, time.time() - start)
+
+
 def evaluate(
     model: Any,
     tokenizer: Any,
@@ -244,49 +301,42 @@ def evaluate(
 ) -> EvalResult:
     """Greedy generation on held-out rows, scored with the run's rewards; `accuracy_reward` (from
     `correctness_reward`) defines the accuracy, None means the run has none."""
-    from rewards import score
-
-    start = time.time()
-    prompts = [prompt_messages(r, system_prompt) for r in rows]
-    texts, lengths = generate_completions(
-        model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size, unsloth=unsloth,
-        should_stop=should_stop,  # raises EvaluationStopped
-    )
-    table_rows = [
-        {**{k: v for k, v in r.items() if k not in ("prompt", "completion")}, "prompt": p, "completion": t}
-        for r, p, t in zip(rows, prompts, texts)
-    ]
-    table = score(table_rows, list(zip(reward_funcs, weights)))
+    gen = generate_and_score(model, tokenizer, rows, reward_funcs, weights, system_prompt=system_prompt,
+                             max_new_tokens=max_new_tokens, batch_size=batch_size, unsloth=unsloth,
+                             should_stop=should_stop)  # raises EvaluationStopped
     names = [getattr(f, "__name__", str(f)) for f in reward_funcs]
-    per_reward = {n: _mean([row["scores"].get(n) for row in table.rows]) for n in names}
-    totals = [row.get("total") for row in table.rows]
-    acc = table_accuracy(table.rows, accuracy_reward)
+    per_reward = {n: mean_of([row["scores"].get(n) for row in gen.rows]) for n in names}
+    totals = [row.get("total") for row in gen.rows]
+    acc = table_accuracy(gen.rows, accuracy_reward)
     samples = [
-        {"prompt": _last_user(p), "completion": t, "scores": row["scores"], "total": row.get("total")}
-        for p, t, row in list(zip(prompts, texts, table.rows))[:keep_samples]
+        {"prompt": last_user_text(row["prompt"]), "completion": row["completion"], "scores": row["scores"],
+         "total": row.get("total")}
+        for row in gen.rows[:keep_samples]
     ]
     return EvalResult(
         n=len(rows),
         accuracy=acc.value,
-        reward=_mean(totals),
+        reward=mean_of(totals),
         per_reward=per_reward,
-        mean_length=sum(lengths) / max(len(lengths), 1),
-        seconds=time.time() - start,
+        mean_length=sum(gen.lengths) / max(len(gen.lengths), 1),
+        seconds=gen.seconds,
         samples=samples,
         n_scored=acc.n_scored,
         n_correct=acc.n_correct,
-        outcomes=outcomes(table.rows, accuracy_reward),
+        outcomes=outcomes(gen.rows, accuracy_reward),
         totals=totals,
     )
 
 
-def _mean(values: Sequence[Any]) -> float | None:
+def mean_of(values: Sequence[Any]) -> float | None:
+    """Mean of the numbers among `values` (None and NaN left out); None when there are none."""
     vals = [float(v) for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
     return sum(vals) / len(vals) if vals else None
 
 
-def _last_user(messages: list[dict[str, str]] | str) -> str:
+def last_user_text(messages: list[dict[str, str]] | str) -> str:
+    """The last user turn of chat messages (the question as a person reads it)."""
     if isinstance(messages, str):
         return messages
-    users = [m["content"] for m in messages if m.get("role") == "user"]
-    return users[-1] if users else str(messages)
+    users = [m.get("content", "") for m in messages if m.get("role") == "user"]
+    return str(users[-1]) if users else str(messages[-1].get("content", "")) if messages else ""

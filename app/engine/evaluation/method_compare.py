@@ -45,6 +45,7 @@ from app.engine.evaluation.stats import (
     resolvable_difference,
     summarize_arm,
 )
+from app.engine.presentation.formats import percent
 
 METHOD_KEYS = ("sft", "dft", "grpo", "sft_grpo", "prefix_rft")
 METHOD_LABELS = {"sft": "SFT", "dft": "DFT", "grpo": "GRPO", "sft_grpo": "SFT→GRPO", "prefix_rft": "Prefix-RFT"}
@@ -493,14 +494,13 @@ def sampled_eval(run_dir: Path | str, k: int, temperature: float = 1.0, seed: in
     avg@k (mean share of correct replies per prompt), pass@k (share of prompts with at least one), mean reward."""
     import torch
 
-    from app.engine.data.sources import load_data, prompt_messages
+    from app.engine.data.sources import load_data
     from app.engine.evaluation import compare
     from app.engine.evaluation.evaluate import (
         correctness_reward,
-        generate_completions,
+        generate_and_score,
         table_accuracy,
     )
-    from rewards import score
 
     run_dir = Path(run_dir)
     spec = RunSpec.load(run_dir / "spec.yaml")
@@ -513,28 +513,21 @@ def sampled_eval(run_dir: Path | str, k: int, temperature: float = 1.0, seed: in
     torch.manual_seed(seed)
     if os.environ.get("OMP_NUM_THREADS", "").isdigit():  # torch may have been imported before it was set
         torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
-    start = time.time()
-    prompts = [prompt_messages(r, spec.data.system_prompt) for r in rows]
     tokens = spec.logging.eval_max_new_tokens or spec.generation.max_completion_length
-    texts, _ = generate_completions(model, tokenizer, prompts, max_new_tokens=tokens, do_sample=True,
-                                    temperature=temperature, num_return_sequences=k, batch_size=max(1, 64 // k))
+    gen = generate_and_score(model, tokenizer, rows, funcs, weights, system_prompt=spec.data.system_prompt,
+                             max_new_tokens=tokens, do_sample=True, temperature=temperature, num_return_sequences=k,
+                             batch_size=max(1, 64 // k))
     compare.clear_cache()
-    table_rows = []
-    for i, row in enumerate(rows):
-        for j in range(k):
-            table_rows.append({**{c: v for c, v in row.items() if c not in ("prompt", "completion")},
-                               "prompt": prompts[i], "completion": texts[i * k + j]})
-    table = score(table_rows, list(zip(funcs, weights)))
     # avg@k is the one accuracy over all k·n sampled replies; pass@k counts prompts the reward applies to.
-    per_prompt = [table_accuracy(table.rows[i * k:(i + 1) * k], accuracy_reward) for i in range(len(rows))]
+    per_prompt = [table_accuracy(gen.per_prompt(i), accuracy_reward) for i in range(len(rows))]
     scored = [p for p in per_prompt if p.n_scored]
-    totals = [r.get("total") for r in table.rows if r.get("total") is not None]
+    totals = [r.get("total") for r in gen.rows if r.get("total") is not None]
     return {
         "k": k, "temperature": temperature, "n": len(rows),
-        "avg_at_k": table_accuracy(table.rows, accuracy_reward).value,
+        "avg_at_k": table_accuracy(gen.rows, accuracy_reward).value,
         "pass_at_k": sum(1.0 for p in scored if p.n_correct) / len(scored) if scored else None,
         "mean_reward": sum(totals) / len(totals) if totals else None,
-        "seconds": round(time.time() - start, 1),
+        "seconds": round(gen.seconds, 1),
     }
 
 
@@ -847,7 +840,7 @@ def status_line(result: ComparisonResult) -> str:
 
 # -- table and figures --------------------------------------------------------------------------------------------
 def _pct(value: float | None) -> str:
-    return "–" if value is None else f"{value:.1%}"
+    return percent(value, 1)
 
 
 def _secs(value: float | None) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import asdict, dataclass
+from statistics import fmean
 from typing import Any, Sequence
 
 BOOTSTRAP_SAMPLES = 2000
@@ -104,14 +105,10 @@ class ArmSummary:
         return out + f" ({self.n_seeds} seeds{spread})"
 
 
-def _mean(values: Sequence[float]) -> float:
-    return sum(values) / len(values)
-
-
 def _std(values: Sequence[float]) -> float | None:
     if len(values) < 2:
         return None
-    m = _mean(values)
+    m = fmean(values)
     return math.sqrt(sum((v - m) ** 2 for v in values) / (len(values) - 1))
 
 
@@ -170,12 +167,12 @@ def summarize_arm(per_seed: dict[Any, float | None], outcomes: dict[Any, Outcome
         kind = "rows (single seed)" if len(values) == 1 else "seeds × rows"
     elif len(values) > 1:
         rng = random.Random(0)
-        reps = [_mean([rng.choice(values) for _ in values]) for _ in range(samples)]
+        reps = [fmean([rng.choice(values) for _ in values]) for _ in range(samples)]
         ci = _quantiles(reps)
         kind = "seeds"
     else:
         kind = "none"
-    return ArmSummary(len(values), _mean(values), _std(values), min(values), max(values),
+    return ArmSummary(len(values), fmean(values), _std(values), min(values), max(values),
                       ci[0] if ci else None, ci[1] if ci else None, n_rows, kind, scores)
 
 
