@@ -5,17 +5,15 @@ import pytest
 
 from app.engine import methods
 from app.engine.advice.decision import (
-    PATH_COLOR,
     QUESTIONS,
     Answers,
-    _layout,
     answers_from_profile,
     recommend,
-    tree_figure,
     tree_nodes,
 )
 from app.engine.core.spec import RunSpec
 from app.engine.data.profile import profile_dataset
+from app.engine.presentation.decision_tree import PATH_COLOR, _layout, tree_figure
 
 BASE = dict(has_preferences=False, has_labels=True, verifiable=True)
 

@@ -50,7 +50,7 @@ _API: dict[str, tuple[str, str | None]] = {
     "recommend": ("app.engine.advice.decision", "recommend"),
     "Answers": ("app.engine.advice.decision", "Answers"),
     "answers_from_profile": ("app.engine.advice.decision", "answers_from_profile"),
-    "tree_figure": ("app.engine.advice.decision", "tree_figure"),
+    "tree_figure": ("app.engine.presentation.decision_tree", "tree_figure"),
     "QUESTIONS": ("app.engine.advice.decision", "QUESTIONS"),
     "METHOD_NAMES": ("app.engine.advice.decision", "METHOD_NAMES"),
     "recommended_spec": ("app.engine.advice.presets", "recommended_spec"),

@@ -12,6 +12,7 @@ from app.engine import methods
 from app.engine.advice import decision, presets
 from app.engine.core import folders
 from app.engine.core.spec import METHODS, RL_METHODS
+from app.engine.presentation import decision_tree
 from app.ui.common import UIContext, error, esc, frame, md_escape, nonce, ok, warn
 
 # Built-in tasks offered in the wizard: label → (source, task_params, eval_size).
@@ -177,7 +178,7 @@ def build(ctx: UIContext) -> dict[str, Any]:
         step = "2 · Rewards" if target in RL_METHODS else f"4 · Compare (collect {collect})" if collect else "3 · Train"
         label = (f"Use {decision.METHOD_NAMES.get(target, target)}: continue to {step} →" if usable
                  else "Not trainable here yet")
-        return recommendation_html(rec), decision.tree_figure(rec.path), gr.Button(value=label, interactive=usable)
+        return recommendation_html(rec), decision_tree.tree_figure(rec.path), gr.Button(value=label, interactive=usable)
 
     for comp in inputs:
         comp.change(update, inputs + [dataset], [c["rec_html"], c["tree"], c["use_btn"]], show_progress="hidden")

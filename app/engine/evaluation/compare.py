@@ -33,7 +33,7 @@ from typing import Any, Callable, Sequence
 from app.engine.core import runs
 from app.engine.data.preferences import Messages, PairError, PairSample
 from app.engine.evaluation.evaluate import last_user_text, mean_of
-from app.engine.presentation.formats import percent
+from app.engine.presentation.formats import percent, side_by_side_widths
 
 BASE_PREFIX = "base::"
 ADAPTER_PREFIX = "adapter::"
@@ -240,12 +240,8 @@ class CompareResult:
         return headers, rows
 
     def column_widths(self) -> list[str]:
-        """Widths for the side-by-side table: narrow number, prompt and reward columns, wide outputs."""
-        share = max(20, 70 // max(len(self.models), 1))
-        widths = ["40px", "18%"] + (["80px"] if any(self.references) else [])
-        for _ in self.models:
-            widths += [f"{share}%", "80px"]
-        return widths
+        """Widths for the side-by-side table (presentation.formats.side_by_side_widths)."""
+        return side_by_side_widths(len(self.models), any(self.references))
 
     def summary_table(self) -> tuple[list[str], list[list[Any]]]:
         """(headers, rows): model, mean reward, accuracy, each reward's mean, mean length, seconds."""
