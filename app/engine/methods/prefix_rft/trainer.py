@@ -287,10 +287,11 @@ def plain_logps_and_entropies(
                         use_cache=False)
     logits = outputs.logits[:, -(logits_to_keep + 1):-1, :].float() / temperature
     targets = input_ids[:, -logits_to_keep:]
-    log_z = torch.logsumexp(logits, dim=-1)
-    logps = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - log_z
+    from trl.trainer.utils import entropy_from_logits, selective_log_softmax  # TRL's own, as its scorer uses
+
+    logps = selective_log_softmax(logits, targets)
     with torch.no_grad():
-        entropies = log_z - (torch.softmax(logits, dim=-1) * logits).sum(-1)
+        entropies = entropy_from_logits(logits)
     return logps, entropies
 
 
