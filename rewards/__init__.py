@@ -41,6 +41,7 @@ See docs/rewards.md for the full guide.
 """
 from __future__ import annotations
 
+from rewards import builtins as _builtins  # noqa: F401  (registers the built-in rewards)
 from rewards.answers import (
     ExactAnswer,
     Gsm8kAnswer,
