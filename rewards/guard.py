@@ -55,7 +55,8 @@ def _run_awaitable(awaitable: Any) -> Any:
     return result["value"]
 
 
-def _describe(exc: BaseException) -> str:
+def describe_exception(exc: BaseException) -> str:
+    """`Type: message (at file:line)` of where the exception was raised."""
     frames = traceback.extract_tb(exc.__traceback__)
     where = f" (at {frames[-1].filename.rsplit('/', 1)[-1]}:{frames[-1].lineno})" if frames else ""
     text = str(exc)
@@ -95,31 +96,37 @@ def normalize_scores(result: Any, n: int) -> tuple[list[float | None], list[str 
     return scores, errors
 
 
-def call_reward(fn: Callable[..., Any], completions: Sequence[Any], kwargs: dict[str, Any]
-                ) -> tuple[list[float | None], list[str | None]]:
-    """Call any reward safely: (scores, per-sample errors). Never raises (except KeyboardInterrupt).
+def invoke_reward(fn: Callable[..., Any], completions: Sequence[Any], kwargs: dict[str, Any]
+                  ) -> tuple[list[float | None], list[str | None]]:
+    """Call a reward as TRL does and check what it returns: (scores, per-sample errors). Raises what the reward
+    raises; `call_reward` (training, scoring) and the dry run (which reports a raise apart) both call this.
 
-    Sandboxed rewards report their own per-sample errors (`score_with_errors`); for others an exception or a bad
-    return value marks every sample of the call.
+    Sandboxed rewards report their own per-sample errors (`score_with_errors`); an awaitable result is awaited.
     """
+    if hasattr(fn, "score_with_errors"):
+        raw, inner = fn.score_with_errors(completions, **kwargs)
+    else:
+        raw, inner = fn(completions=completions, **kwargs), None
+    if inspect.isawaitable(raw):
+        raw = _run_awaitable(raw)
     n = len(completions)
-    try:
-        if hasattr(fn, "score_with_errors"):
-            raw, inner = fn.score_with_errors(completions, **kwargs)
-        else:
-            raw, inner = fn(completions=completions, **kwargs), None
-        if inspect.isawaitable(raw):
-            raw = _run_awaitable(raw)
-    except KeyboardInterrupt:
-        raise
-    except BaseException as exc:  # noqa: BLE001 - SystemExit from a reward must not end the trainer either
-        message = _describe(exc)
-        return [None] * n, [message] * n
     scores, errors = normalize_scores(raw, n)
     if inner:
         errors = [e or i for e, i in zip(errors, list(inner) + [None] * (n - len(inner)))]
         scores = [None if e else s for s, e in zip(scores, errors)]
     return scores, errors
+
+
+def call_reward(fn: Callable[..., Any], completions: Sequence[Any], kwargs: dict[str, Any]
+                ) -> tuple[list[float | None], list[str | None]]:
+    """Call any reward safely: (scores, per-sample errors). Never raises (except KeyboardInterrupt): an exception
+    marks every sample of the call, and so does a bad return value (see `invoke_reward`)."""
+    try:
+        return invoke_reward(fn, completions, kwargs)
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - SystemExit from a reward must not end the trainer either
+        return [None] * len(completions), [describe_exception(exc)] * len(completions)
 
 
 class GuardedReward:
@@ -273,5 +280,5 @@ def check_failure_threshold(guarded: Sequence[GuardedReward], max_rate: float = 
             )
 
 
-__all__ = ["GuardedReward", "guard", "call_reward", "normalize_scores", "reward_name",
-           "RewardFailureThresholdExceeded", "check_failure_threshold"]
+__all__ = ["GuardedReward", "guard", "call_reward", "invoke_reward", "describe_exception", "normalize_scores",
+           "reward_name", "RewardFailureThresholdExceeded", "check_failure_threshold"]

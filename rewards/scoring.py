@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from rewards.guard import GuardedReward, call_reward, normalize_scores, reward_name, unique_names
+from rewards.guard import GuardedReward, call_reward, describe_exception, invoke_reward, reward_name, unique_names
 from rewards.text import completion_text, prompt_text
 
 RewardLike = Callable[..., Any] | str
@@ -327,19 +327,10 @@ def dry_run(funcs: Sequence[Callable[..., Any]], rows: Sequence[dict[str, Any]],
         start = time.perf_counter()
         problem = None
         try:
-            if hasattr(raw_fn, "score_with_errors"):
-                raw, inner = raw_fn.score_with_errors(completions, **dict(kwargs))
-            else:
-                raw, inner = raw_fn(completions=completions, **dict(kwargs)), None
-            scores, errors = normalize_scores(raw, len(completions))
-            if inner:
-                errors = [e or i for e, i in zip(errors, inner)]
-                scores = [None if e else s for s, e in zip(scores, errors)]
+            scores, errors = invoke_reward(raw_fn, completions, dict(kwargs))
         except (Exception, SystemExit) as exc:  # noqa: BLE001 - the point is to report it (sys.exit too)
-            from rewards.guard import _describe
-
             scores, errors = [None] * len(completions), [None] * len(completions)
-            problem = f"raised {_describe(exc)}"
+            problem = f"raised {describe_exception(exc)}"
         seconds = time.perf_counter() - start
         if problem is None:
             bad = [(i, e) for i, e in enumerate(errors) if e is not None]
