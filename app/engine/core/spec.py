@@ -181,6 +181,14 @@ class LoggingSpec:
     eval_at_start: bool = spec_field("Evaluate the base model before training.", True)
     eval_at_end: bool = spec_field("Evaluate the trained model after training.", True)
     eval_max_new_tokens: int | None = spec_field("Evaluation generation length (None: max_completion_length).", None)
+    report_to: list[str] = spec_field(
+        "Experiment trackers that get the run's metrics beside the run folder: any of tensorboard, trackio, wandb, "
+        "mlflow (optional installs: pip install -r requirements-trackers.txt).", factory=list)
+    report_to_optional: bool = spec_field(
+        "Skip a tracker that cannot start (not installed, bad key) with a warning, instead of stopping the run.", False)
+    log_completions: bool = spec_field(
+        "GRPO-family: also write TRL's per-step completion logs (checkpoints/completions/completions_NNNNN.parquet: "
+        "prompt, completion, each reward, advantage).", False)
 
 
 def _with_method_sections(cls: type) -> type:

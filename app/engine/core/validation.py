@@ -23,6 +23,7 @@ from app.engine.core.fields import (
     finite,
 )
 from app.engine.training.models import ModelNotFound, classify_model
+from app.engine.training.trackers import tracker_problems
 
 if TYPE_CHECKING:  # validation reads a spec; the RunSpec module calls validation from RunSpec.validate()
     from app.engine.core.spec import RunSpec
@@ -84,6 +85,11 @@ def spec_problems(spec: RunSpec, check_files: bool = True) -> list[SpecError]:
             bad("training.keep_best", "needs held-out rows: set data.eval_size (or data.eval_source)")
     if lg.eval_max_new_tokens is not None:
         check_positive_int(bad, "logging.eval_max_new_tokens", lg.eval_max_new_tokens)
+    for problem in tracker_problems(lg.report_to):
+        bad("logging.report_to", problem)
+    if lg.log_completions and spec.method not in methods.rl_keys():
+        bad("logging.log_completions", f"only GRPO-family methods ({', '.join(methods.rl_keys())}) sample completions "
+                                       f"to log; {spec.method} does not")
     if spec.lora.enabled:
         check_positive_int(bad, "lora.r", spec.lora.r)
         check_positive_int(bad, "lora.alpha", spec.lora.alpha)

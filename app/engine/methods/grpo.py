@@ -77,7 +77,8 @@ def grpo_config(parts: TrainerParts) -> Any:
         mask_truncated_completions=spec.grpo.mask_truncated_completions,
         num_iterations=spec.grpo.num_iterations,
         reward_weights=list(parts.reward_weights),
-        log_completions=False,
+        log_completions=spec.logging.log_completions,
+        num_completions_to_print=0,  # the app shows samples; the log stays readable
         use_vllm=False,
     )
 

@@ -47,6 +47,7 @@ class RunFolderCallback(TrainerCallback):
         self.guarded = guarded_rewards or []
         self.failure_check = failure_check
         self.trainer: Any = None
+        self.trackers: list[Any] = []  # the experiment trackers' TrainerCallbacks (logging.report_to)
         self.stopped = False
         self.failure: BaseException | None = None
         self._step_start: float | None = None
@@ -81,6 +82,10 @@ class RunFolderCallback(TrainerCallback):
         if self.eval_every and self.evaluate and state.global_step % self.eval_every == 0 and not self.stopped:
             self.last_eval = (state.global_step, self.evaluate(state.global_step))
             self._write({"step": state.global_step, **self.last_eval[1]})
+            scalars = {k: v for k, v in self.last_eval[1].items()
+                       if isinstance(v, (int, float)) and not isinstance(v, bool)}
+            for tracker in self.trackers:  # the trainer logs only its own metrics: hand the evaluation over
+                tracker.on_log(args, state, control, logs=dict(scalars))
         return control
 
     def on_save(self, args, state, control, **kwargs):
@@ -96,20 +101,22 @@ class RunFolderCallback(TrainerCallback):
             return
         if any(k.startswith("train_") for k in logs) and "loss" not in logs:
             return  # the end-of-training summary (train_runtime…) is not a step
-        record: dict[str, Any] = {"step": state.global_step, "time": time.time()}
-        record.update({k: runs.clean_number(_plain(v)) for k, v in logs.items()})
+        extras: dict[str, Any] = {}
         if self._steps_timed:
             # Ours, not TRL's GRPO `step_time` (which leaves out the optimizer update): one definition for every method.
-            record["step_time"] = self._step_seconds / self._steps_timed
+            extras["step_time"] = self._step_seconds / self._steps_timed
             tokens = logs.get("num_tokens")
             if tokens is not None and self._last_tokens is not None and self._step_seconds > 0:
-                record["tokens_per_second"] = (float(tokens) - self._last_tokens) / self._step_seconds
+                extras["tokens_per_second"] = (float(tokens) - self._last_tokens) / self._step_seconds
         tokens = logs.get("num_tokens")
         self._last_tokens = float(tokens) if tokens is not None else None
         self._step_seconds, self._steps_timed = 0.0, 0
-        record["peak_memory_mb"] = round(peak_memory_mb(), 1)
+        extras["peak_memory_mb"] = round(peak_memory_mb(), 1)
         for g in self.guarded:
-            record[f"reward_errors/{g.__name__}"] = g.pop_error_count()
+            extras[f"reward_errors/{g.__name__}"] = g.pop_error_count()
+        logs.update(extras)  # in place: the trackers' callbacks, called after this one, log the same scalars
+        record: dict[str, Any] = {"step": state.global_step, "time": time.time()}
+        record.update({k: runs.clean_number(_plain(v)) for k, v in logs.items()})
         self._write(record)
         if state.global_step - self._last_sample_step >= self.sample_every:
             self._write_samples(state.global_step)

@@ -219,6 +219,7 @@ def _train(
         evaluate,
     )
     from app.engine.training.models import resolve_model
+    from app.engine.training.trackers import PROJECT, TrackerError, spec_callback, start_trackers
 
     data = load_data(spec.data)
     if data.split is not None:  # what was held out, and which training rows were left out as repeats of it
@@ -231,6 +232,12 @@ def _train(
     names = [f.__name__ for f in funcs]
     accuracy_reward = correctness_reward(names, registry)
 
+    try:  # before the model loads: a tracker that cannot start costs the user nothing
+        trackers = start_trackers(spec.logging.report_to, run_dir, spec.logging.report_to_optional, log)
+    except TrackerError as exc:
+        raise RunFailed(f"logging.report_to: {exc}") from None
+    if spec.logging.report_to:
+        runs.update_status(run_dir, trackers=trackers.where, trackers_skipped=trackers.skipped)
     _check_stop(stop, "before loading the model")
     model_path = resolve_model(spec.model, progress=lambda f, m: log(f"[model {f:.0%}] {m}"))
     runs.update_status(run_dir, model_path=model_path)
@@ -273,8 +280,9 @@ def _train(
     _check_stop(stop, "before training")
 
     train_ds = to_trl_dataset(data.train, spec.method, spec.data.system_prompt)
-    trainer = method.build_trainer(TrainerParts(spec, info, model, tokenizer, peft_cfg, train_ds, funcs, weights,
-                                                common_args(spec, info, run_dir)))
+    common = common_args(spec, info, run_dir)
+    common.update(report_to=trackers.report_to, run_name=run_dir.name, project=PROJECT)
+    trainer = method.build_trainer(TrainerParts(spec, info, model, tokenizer, peft_cfg, train_ds, funcs, weights, common))
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     import rewards
@@ -300,10 +308,20 @@ def _train(
     )
     folder_cb.trainer = trainer
     trainer.add_callback(folder_cb)
+    if trackers.report_to:  # folder_cb adds its timings to each log before the trackers' callbacks see it
+        from transformers.integrations import get_reporting_integration_callbacks
+
+        reporting = tuple(get_reporting_integration_callbacks(trackers.report_to))
+        handler = trainer.callback_handler.callbacks
+        folder_cb.trackers = [cb for cb in handler if isinstance(cb, reporting)]
+        handler.remove(folder_cb)
+        handler.insert(min(handler.index(cb) for cb in folder_cb.trackers), folder_cb)
     for cb in (ProgressCallback, PrinterCallback):
         trainer.remove_callback(cb)
     trainer.add_callback(ProgressBarCallback(enabled=progress_bar))
     trainer.add_callback(_health_callback(run_dir, spec, log))  # after folder_cb: it reads what that one wrote
+    if trackers.report_to:
+        trainer.add_callback(spec_callback(spec.to_dict()))  # after the integrations' own on_train_begin
 
     checkpoint = runs.latest_checkpoint(run_dir) if resume else None
     if resume and checkpoint is None:
