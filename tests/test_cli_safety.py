@@ -16,7 +16,7 @@ import pytest
 from app import train as cli
 from app.engine.core import runs
 from app.engine.core.spec import RewardSpec, RunSpec
-from app.engine.evaluation import compare as cmp
+from app.engine.evaluation import export as exp
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = str(ROOT / "recipes" / "arithmetic-grpo.yaml")
@@ -59,7 +59,7 @@ def test_export_onto_its_own_source_is_refused_and_the_run_is_intact(tmp_path, c
     run_dir = fake_run(tmp_path / "runs", "finished", 40)
     before = snapshot(tmp_path)
     out_dir = os.path.normpath(run_dir / target)
-    assert cmp.main(["export", str(run_dir), out_dir, "--overwrite"]) == 2
+    assert exp.main([str(run_dir), "--out", out_dir, "--overwrite", "--no-check"]) == 2
     err = capsys.readouterr().err
     assert "own source" in err and "Traceback" not in err
     assert snapshot(tmp_path) == before
@@ -70,7 +70,7 @@ def test_export_onto_an_existing_file_is_one_sentence_and_keeps_the_file(tmp_pat
     target = tmp_path / "model.bin"
     target.write_text("mine")
     for extra in ([], ["--overwrite"]):
-        assert cmp.main(["export", str(run_dir), str(target), *extra]) == 2
+        assert exp.main([str(run_dir), "--out", str(target), *extra, "--no-check"]) == 2
         assert "is a file" in capsys.readouterr().err
     assert target.read_text() == "mine"
 
@@ -78,19 +78,19 @@ def test_export_onto_an_existing_file_is_one_sentence_and_keeps_the_file(tmp_pat
 def test_export_overwrite_replaces_an_earlier_export_but_never_other_folders(tmp_path, capsys):
     run_dir = fake_run(tmp_path / "runs", "finished", 40)
     out_dir = tmp_path / "exports" / "adapter"
-    assert cmp.main(["export", str(run_dir), str(out_dir)]) == 0
+    assert exp.main([str(run_dir), "--out", str(out_dir), "--no-check"]) == 0
     assert (out_dir / "adapter_model.safetensors").read_bytes() == b"weights"
     assert out_dir.stat().st_mode & 0o777 == 0o777 & ~_umask()  # not the temporary folder's 0700
-    assert cmp.main(["export", str(run_dir), str(out_dir)]) == 2  # exists: needs --overwrite
+    assert exp.main([str(run_dir), "--out", str(out_dir), "--no-check"]) == 2  # exists: needs --overwrite
     (run_dir / "adapter" / "adapter_model.safetensors").write_bytes(b"newer weights")
-    assert cmp.main(["export", str(run_dir), str(out_dir), "--overwrite"]) == 0
+    assert exp.main([str(run_dir), "--out", str(out_dir), "--overwrite", "--no-check"]) == 0
     assert (out_dir / "adapter_model.safetensors").read_bytes() == b"newer weights"
     assert [p.name for p in out_dir.parent.iterdir()] == ["adapter"]  # no temporary or replaced folder left
     notes = tmp_path / "notes"
     notes.mkdir()
     (notes / "todo.txt").write_text("keep me")
     capsys.readouterr()
-    assert cmp.main(["export", str(run_dir), str(notes), "--overwrite"]) == 2
+    assert exp.main([str(run_dir), "--out", str(notes), "--overwrite", "--no-check"]) == 2
     assert "does not hold an earlier export" in capsys.readouterr().err
     assert (notes / "todo.txt").read_text() == "keep me"
 

@@ -1,43 +1,11 @@
-"""Compare view engine: models to pick, side-by-side generation and scoring, preference pairs, export."""
+"""Compare view engine: models to pick, side-by-side generation and scoring, preference pairs."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
-from app.engine.core import runs
-from app.engine.core.spec import RewardSpec, RunSpec
 from app.engine.evaluation import compare as cmp
-
-
-@pytest.fixture(scope="module")
-def run_with_adapter(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A finished run folder on the tiny model: a (perturbed, so it differs from the base) LoRA adapter in
-    adapter/ and a complete checkpoint holding optimizer state too."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    runs_dir = tmp_path_factory.mktemp("runs")
-    spec = RunSpec(model=str(tiny_model_dir), name="tiny", rewards=[RewardSpec(name="numeric_answer")])
-    run_dir = runs.create_run_dir(spec, runs_dir)
-    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
-    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
-    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
-    torch.manual_seed(1)
-    with torch.no_grad():
-        for name, param in peft_model.named_parameters():
-            if "lora_B" in name:
-                param.normal_(0, 0.5)
-    peft_model.save_pretrained(run_dir / "adapter")
-    tok.save_pretrained(run_dir / "adapter")
-    ckpt = run_dir / "checkpoints" / "checkpoint-2"
-    peft_model.save_pretrained(ckpt)
-    (ckpt / "optimizer.pt").write_bytes(b"optimizer state")
-    (ckpt / runs.COMPLETE_MARKER).write_text("1")
-    runs.update_status(run_dir, state="finished", step=2, max_steps=2, adapter=str(run_dir / "adapter"))
-    return run_dir
 
 
 def test_available_models_lists_base_final_adapter_and_checkpoints(run_with_adapter, tiny_model_dir):
@@ -140,44 +108,3 @@ def test_save_preference_appends_trl_conversational_pairs(tmp_path):
     assert cmp.count_preferences(path) == 2
 
 
-def test_export_adapter_copies_the_adapter_without_optimizer_state(run_with_adapter, tmp_path):
-    out = cmp.export_adapter(run_with_adapter, tmp_path / "adapter-out")
-    assert (out / "adapter_config.json").exists() and (out / "adapter_model.safetensors").exists()
-    assert (out / "rft_workbench_spec.yaml").exists()
-    ckpt_out = cmp.export_adapter(run_with_adapter, tmp_path / "ckpt-out", checkpoint=2)
-    assert not (ckpt_out / "optimizer.pt").exists() and not (ckpt_out / runs.COMPLETE_MARKER).exists()
-    with pytest.raises(cmp.CompareError, match="not empty"):
-        cmp.export_adapter(run_with_adapter, out)
-    assert cmp.export_adapter(run_with_adapter, out, overwrite=True) == out
-    with pytest.raises(cmp.CompareError, match="no checkpoint-9"):
-        cmp.export_adapter(run_with_adapter, tmp_path / "x", checkpoint=9)
-    with pytest.raises(cmp.CompareError, match="neither"):
-        cmp.export_adapter(tmp_path, tmp_path / "y")
-
-
-def test_export_merged_gives_a_plain_model_that_matches_the_adapter(run_with_adapter, tiny_model_dir, tmp_path):
-    import torch
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM
-
-    out = cmp.export_merged(run_with_adapter, tmp_path / "merged")
-    assert (out / "config.json").exists() and not (out / "adapter_config.json").exists()
-    merged = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32).eval()
-    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
-    with_adapter = PeftModel.from_pretrained(base, str(run_with_adapter / "adapter")).eval()
-    ids = torch.tensor([[5, 6, 7, 8, 9]])
-    with torch.no_grad():
-        assert torch.allclose(merged(ids).logits, with_adapter(ids).logits, atol=1e-4)
-    # A merged folder is itself a model: the compare view can load it directly.
-    result = cmp.compare_models([cmp.ModelRef("merged", "default", str(out))], [{"prompt": "hi"}], max_new_tokens=2)
-    assert len(result.outputs["merged"]) == 1
-
-
-def test_export_command_and_cli(run_with_adapter, tmp_path, capsys):
-    command = cmp.export_command(run_with_adapter, tmp_path / "out dir", merged=True, checkpoint=2)
-    assert command.startswith("python -m app.engine.compare export ")
-    assert command.endswith("--merged --checkpoint 2") and "'" in command  # the space is quoted
-    assert cmp.main(["export", str(run_with_adapter), str(tmp_path / "cli-out")]) == 0
-    assert (tmp_path / "cli-out" / "adapter_config.json").exists()
-    assert cmp.main(["export", str(tmp_path / "missing"), str(tmp_path / "z")]) == 2
-    assert "does not exist" in capsys.readouterr().err

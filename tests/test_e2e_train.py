@@ -42,6 +42,19 @@ def metrics(run_dir: Path) -> list[dict]:
     return runs.read_jsonl(run_dir / "metrics.jsonl")[0]
 
 
+def export_gguf_and_check(run_dir: Path, out_dir: Path) -> None:
+    """q8_0 GGUF of the real model, loaded back by transformers' GGUF loader: its replies match the in-app model's
+    within the export's tolerance (the command exits 3 when they do not)."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.run([sys.executable, "-m", "app.export", str(run_dir), "--out", str(out_dir), "--gguf", "q8_0"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "matches the in-app model" in proc.stdout
+    gguf = out_dir / f"{run_dir.name}-q8_0.gguf"
+    assert 100e6 < gguf.stat().st_size < 200e6  # 135M parameters at ~8.5 bits
+    assert (out_dir / "Modelfile").exists() and (out_dir / "README.md").exists()
+
+
 @pytest.mark.parametrize("recipe", ["arithmetic-grpo", "arithmetic-sft", "arithmetic-dft", "arithmetic-prefix-rft"])
 def test_two_step_run_writes_the_run_folder(recipe, tmp_path):
     run_dir = tmp_path / "run"
@@ -61,6 +74,8 @@ def test_two_step_run_writes_the_run_folder(recipe, tmp_path):
     assert 0.0 <= evals[-1]["eval/accuracy"] <= 1.0
     assert (run_dir / "adapter" / "adapter_config.json").exists()
     assert runs.latest_checkpoint(run_dir) is not None
+    if recipe == "arithmetic-sft":  # the trained run goes to llama.cpp's format and back, through the CLI
+        export_gguf_and_check(run_dir, tmp_path / "gguf")
     if recipe.endswith("prefix-rft"):  # the prefixed rollouts ran (their metrics come only from that loss)
         for r in steps:
             assert {"reward", "prefix/fraction_low", "prefix/tokens_updated_share"} <= r.keys()

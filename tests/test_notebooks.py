@@ -41,6 +41,7 @@ QUICK = {
     "RFT_NB_COMPLETION_TOKENS": "8",
     "RFT_NB_EVAL_SIZE": "8",
     "RFT_NB_EVAL_TOKENS": "16",
+    "RFT_NB_GGUF": "",
     "RFT_NB_EVAL_EVERY": "0",
     "RFT_NB_PROMPTS": "8",
     "RFT_NB_SAMPLES": "4",
@@ -180,6 +181,8 @@ def test_04_method_comparison(tmp_path, monkeypatch):
 def test_05_compare_export(tmp_path, monkeypatch):
     text = _text(execute("05_compare_export.ipynb", tmp_path, monkeypatch))
     assert "merged export answers like the tuned model: True" in text
+    assert "adapter export answers like the tuned model: True" in text
     (export,) = (tmp_path / "exports").iterdir()
     assert (export / "adapter" / "adapter_model.safetensors").exists()
     assert (export / "merged" / "model.safetensors").exists()
+    assert not (export / "gguf-q8_0").exists()  # RFT_NB_GGUF="": GGUF export is tested in test_e2e_train

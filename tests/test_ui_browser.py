@@ -332,6 +332,33 @@ def test_compare_base_and_adapter_side_by_side(page, app_server):
     assert pair["chosen"][0]["role"] == "assistant" and pair["rejected"][0]["role"] == "assistant"
 
 
+def test_export_the_run_as_gguf_checked_and_refuse_a_folder_outside(page, app_server):
+    open_tab(page, "4 · Compare")
+    page.locator("#compare-export").get_by_text("Export a run").click()
+    run_name = next(d.name for d in app_server["runs_dir"].iterdir() if (d / "spec.yaml").exists())
+    choose(page, "compare-exp-run", run_name)
+    page.locator("#compare-exp-kind").get_by_text("GGUF file").click()
+    expect(page.locator("#compare-exp-gguf")).to_be_visible()
+    out_box = page.locator("#compare-exp-out input, #compare-exp-out textarea").first
+    expect(out_box).to_have_value(re.compile(r"exports/.*-gguf-q8_0$"), timeout=10_000)
+    expect(page.locator("#compare-exp-cmd")).to_contain_text("python -m app.export")
+    expect(page.locator("#compare-exp-cmd")).to_contain_text("--gguf q8_0")
+    outside = app_server["home"].parent / "elsewhere"
+    out_box.fill(str(outside))
+    page.locator("#compare-exp-btn").click()
+    expect(page.locator("#compare-exp-status")).to_contain_text("outside the workbench's exports folder",
+                                                                timeout=20_000)
+    assert not outside.exists()
+    out_box.fill(f"{run_name}-gguf-q8_0")  # relative: inside the exports folder
+    page.locator("#compare-exp-btn").click()
+    status = page.locator("#compare-exp-status")
+    expect(status).to_contain_text("matches the in-app model", timeout=RUN_TIMEOUT * 1000)
+    expect(status).to_contain_text(".gguf")
+    expect(status).to_contain_text("Modelfile")
+    shot(page, "4-compare-export")
+    assert (app_server["home"] / "exports" / f"{run_name}-gguf-q8_0" / f"{run_name}-q8_0.gguf").stat().st_size > 1e8
+
+
 def test_collect_pairs_with_keyboard_shortcuts(page, app_server):
     """The DPO collection loop: two sampled replies, the user presses a key, the pair is appended at once."""
     open_tab(page, "4 · Compare")

@@ -343,6 +343,15 @@ def test_train_form_round_trips_the_spec():
     new = train.form_to_spec(spec, values)
     assert new.training.max_steps == 3 and isinstance(new.training.max_steps, int)
     assert new.rewards[0].name == "numeric_answer"  # fields not in the form are kept
+    paths = [f[0] for f in train.FIELDS]
+    values[paths.index("logging.report_to")] = ["tensorboard", "trackio"]  # the tracker checkboxes
+    values[paths.index("logging.report_to_optional")] = True
+    picked = train.form_to_spec(spec, values).logging
+    assert picked.report_to == ["tensorboard", "trackio"] and picked.report_to_optional
+    values[paths.index("logging.report_to")] = ["nosuch"]
+    with pytest.raises(SpecError, match="logging.report_to"):
+        train.form_to_spec(spec, values).validate()
+    values[paths.index("logging.report_to")] = []
     values[[f[0] for f in train.FIELDS].index("training.learning_rate")] = "fast"
     with pytest.raises(SpecError, match="training.learning_rate"):
         train.form_to_spec(spec, values)
@@ -369,6 +378,10 @@ def test_status_and_samples_rendering(tmp_path):
                        max_steps=10, started_at=time.time() - 65)
     html = train.status_html(run_reader.RunReader().snapshot(run_dir))
     assert "failed" in html and "boom &lt;script&gt;" in html and "&lt;b&gt;x&lt;/b&gt;" in html and "1:0" in html
+    runs.update_status(run_dir, state="running", trackers={"tensorboard": f"{run_dir}/tensorboard"},
+                       trackers_skipped={"wandb": "wandb is not installed: pip install -r requirements-trackers.txt"})
+    html = train.status_html(run_reader.RunReader().snapshot(run_dir))
+    assert f"tensorboard → {run_dir}/tensorboard" in html and "Tracker wandb skipped: wandb is not installed" in html
     frame = train.samples_frame([{"step": 1, "index": 0, "prompt": "p", "completion": "c",
                                   "rewards": {"numeric_answer": 1.0}, "advantage": 0.12345}])
     assert list(frame.columns) == ["#", "prompt", "completion", "numeric_answer", "advantage"]

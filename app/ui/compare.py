@@ -11,6 +11,7 @@ import gradio as gr
 from app.engine.advice import presets
 from app.engine.core import runs
 from app.engine.evaluation import compare as cmp
+from app.engine.evaluation import export as exp
 from app.engine.methods import kto
 from app.ui.common import (
     UIContext,
@@ -26,7 +27,13 @@ from app.ui.common import (
 
 HELD_OUT, TYPED = "Held-out rows of a run", "Prompts I type"
 TRAIN_ROWS, FILE = "Training rows of a run (seen in training)", "Prompts from a file"
-ADAPTER, MERGED = "LoRA adapter (small; load on top of the base model)", "Merged model (standalone Hugging Face folder)"
+EXPORT_KINDS = [("LoRA adapter (small; load on top of the base model)", "adapter"),
+                ("Merged model (standalone Hugging Face folder)", "merged"),
+                ("GGUF file (llama.cpp, Ollama, LM Studio)", "gguf")]
+HOW_TO_LOAD = {"adapter": "<code>PeftModel.from_pretrained(base_model, folder)</code>",
+               "merged": "<code>AutoModelForCausalLM.from_pretrained(folder)</code>",
+               "gguf": "<code>llama-cli -m FILE.gguf</code>, or <code>ollama create my-model -f Modelfile</code> "
+                       "in the folder"}
 MIN_DPO_PAIRS = 32  # below this, the pre-filled DPO run gets a warning
 DEFAULT_PROMPTS = ("What is 17 + 25? Reply with only the number. => 42\n"
                    "What is 8 + 34? Reply with only the number. => 42\n"
@@ -82,6 +89,100 @@ def pair_html(state: dict[str, Any]) -> str:
     return head + f"<div class='wb-cards'>{cards}</div>" + same
 
 
+def _prompt_rows(ctx: UIContext, mode: str, run: str | None, n: int, prompts: str, file: str | None
+                 ) -> tuple[list[dict[str, Any]], str | None]:
+    """The prompt rows the Prompts setting names, and the run's system prompt where they come from a run."""
+    if mode in (HELD_OUT, TRAIN_ROWS):
+        if not run:
+            raise cmp.CompareError("Pick the run whose rows to use (Prompts, above).")
+        rows_of = cmp.held_out_rows if mode == HELD_OUT else cmp.training_rows
+        return rows_of(ctx.paths.runs_dir / run, int(n))
+    if mode == FILE:
+        if not file:
+            raise cmp.CompareError("Upload a file of prompts (Prompts, above).")
+        return cmp.file_rows(file, int(n)), None
+    return cmp.prompt_rows_from_text(prompts), None
+
+
+def _prompts_for(ctx: UIContext, mode: str, run: str | None, n: int, prompts: str, file: str | None
+                 ) -> tuple[list[Any], str | None]:
+    """The same rows as chat messages, for sampling A and B; an error where there are none."""
+    from app.engine.data.sources import prompt_messages
+
+    rows, system = _prompt_rows(ctx, mode, run, n, prompts, file)
+    if not rows:
+        raise cmp.CompareError("Give at least one prompt (Prompts, above).")
+    return [prompt_messages(r, system) for r in rows], system
+
+
+def _pairs_count_html(ctx: UIContext) -> str:
+    """How many preference pairs the pairs file holds, as a note."""
+    from app.engine.data.preferences import count_pairs
+
+    n = count_pairs(ctx.paths.preferences_file)
+    return info(f"<b>{n}</b> preference pair(s) collected in <code>{esc(ctx.paths.preferences_file)}</code>.")
+
+
+def _pick_section(c: dict[str, Any]) -> tuple[gr.Group, gr.Group, gr.Group]:
+    """The left column (models, prompts, rewards, Generate); returns the prompt groups the Prompts radio toggles."""
+    import rewards
+
+    with gr.Column(scale=4, min_width=360):
+        c["models"] = gr.CheckboxGroup(choices=[], value=[], label="Models (two or more)",
+                                       info="The base model, each run's final adapter, and its checkpoints.",
+                                       elem_id="compare-models")
+        c["refresh_btn"] = gr.Button("↻ Refresh models and runs", size="sm")
+        c["mode"] = gr.Radio([HELD_OUT, TYPED, FILE, TRAIN_ROWS], value=TYPED, label="Prompts",
+                             elem_id="compare-mode")
+        with gr.Group(visible=False) as held_group:
+            c["run"] = gr.Dropdown([], value=None, label="Run whose rows to use (held-out: never trained on)",
+                                   elem_id="compare-run")
+            c["n"] = gr.Slider(1, 64, value=8, step=1, label="Rows")
+        with gr.Group(visible=False) as file_group:
+            c["file"] = gr.File(label="A .jsonl/.json/.csv file with a 'prompt' column ('answer' to score it)",
+                                file_types=[".jsonl", ".json", ".csv"], type="filepath", elem_id="compare-file")
+        with gr.Group(visible=True) as typed_group:
+            c["prompts"] = gr.Textbox(DEFAULT_PROMPTS, lines=5, max_lines=20, elem_id="compare-prompts",
+                                      label="Prompts, one per line; end a line with ' => answer' to score it")
+        c["rewards"] = gr.Dropdown([r.name for r in rewards.available()], value=["numeric_answer"],
+                                   multiselect=True, label="Score with", elem_id="compare-rewards",
+                                   info="Picking a run copies its built-in rewards here.")
+        c["tokens"] = gr.Slider(8, 256, value=32, step=8, label="Max new tokens")
+        c["go_btn"] = gr.Button("Generate and compare", variant="primary", elem_id="compare-go")
+        c["status"] = gr.HTML("", elem_id="compare-status")
+    return held_group, file_group, typed_group
+
+
+def _outputs_section(c: dict[str, Any]) -> None:
+    """The right column: summary and side-by-side tables, then the controls that mark the better output."""
+    with gr.Column(scale=8, min_width=520):
+        c["summary"] = gr.Dataframe(value=frame(["model", "mean reward", "accuracy"], []), interactive=False,
+                                    label="Summary per model", elem_id="compare-summary")
+        c["table"] = gr.Dataframe(value=frame(["#", "prompt"], []), interactive=False, wrap=True, max_height=460,
+                                  label="Outputs side by side (reward A, B… follow the models' order; last row: summary) — click a row "
+                                        "to mark it",
+                                  elem_id="compare-table")
+        _pair_controls(c)
+        _thumbs_controls(c)
+
+
+def _pair_controls(c: dict[str, Any]) -> None:
+    """Prompt #, better and worse model, the prompt's outputs as cards, and Save preference pair."""
+    gr.Markdown("#### Which output is better?", elem_classes=["wb-h"])
+    with gr.Row(equal_height=True):
+        c["index"] = gr.Number(1, label="Prompt #", precision=0, minimum=1, scale=1, elem_id="compare-index")
+        c["better"] = gr.Radio([], label="Better", scale=3, elem_id="compare-better")
+        c["worse"] = gr.Radio([], label="Worse", scale=3, elem_id="compare-worse")
+    c["sbs"] = gr.HTML("", elem_id="compare-sbs")
+    with gr.Row():
+        c["save_pair_btn"] = gr.Button("Save preference pair", variant="primary", interactive=False,
+                                       elem_id="compare-save-pair")
+        c["next_btn"] = gr.Button("Next prompt →", size="sm")
+        c["download"] = gr.DownloadButton("Download pairs.jsonl", value=None, size="sm", visible=False,
+                                          elem_id="compare-download")
+    c["pair_status"] = gr.HTML("", elem_id="compare-pair-status")
+
+
 def _thumbs_controls(c: dict[str, Any]) -> None:
     """👍 / 👎 on one model's output for the prompt shown: single marks for KTO (easier to give than pairs)."""
     with gr.Row(equal_height=True):
@@ -91,87 +192,8 @@ def _thumbs_controls(c: dict[str, Any]) -> None:
     c["thumb_status"] = gr.HTML("", elem_id="compare-thumb-status")
 
 
-def _wire_thumbs(ctx: UIContext, c: dict[str, Any], result_state: Any) -> None:
-    def choices(result: dict[str, Any] | None) -> Any:
-        labels = (result or {}).get("models") or []
-        return gr.Radio(choices=labels, value=labels[-1] if labels else None)
-
-    result_state.change(choices, result_state, c["thumb_model"], show_progress="hidden")
-
-    def mark(good: bool) -> Any:
-        def handler(result: dict[str, Any] | None, index: float | None, model: str | None) -> str:
-            if not result or not model:
-                return warn("Generate outputs first, then pick the output to mark.")
-            res = cmp.CompareResult.from_dict(result)
-            i = int(index or 1) - 1
-            if not (0 <= i < len(res.prompts)) or model not in res.outputs:
-                return warn(f"Prompt # must be between 1 and {len(res.prompts)}, and the model one of the columns.")
-            try:
-                up, down = kto.append_thumb(ctx.paths.thumbs_file, res.messages[i], res.outputs[model][i]["completion"],
-                                            good, meta={"model": model})
-            except ValueError as exc:
-                return warn(esc(exc))
-            return ok(f"Marked prompt {i + 1} of <b>{esc(model)}</b> {'👍' if good else '👎'}. {up} 👍 and {down} 👎 in "
-                      f"<code>{esc(ctx.paths.thumbs_file)}</code>: <code>data.source</code> of a KTO run.")
-        return handler
-
-    for button, good in ((c["thumb_up"], True), (c["thumb_down"], False)):
-        button.click(mark(good), [result_state, c["index"], c["thumb_model"]], c["thumb_status"])
-
-
-def build(ctx: UIContext) -> dict[str, Any]:
-    """Lay out the Compare tab and wire its events."""
-    import rewards
-
-    c: dict[str, Any] = {}
-    result_state = gr.State(None)
-    gr.Markdown("### Compare models side by side\nSame prompts, same rewards, greedy decoding (reproducible). "
-                "Mark the better output to build a preference dataset.", elem_classes=["wb-intro"])
-    with gr.Row(equal_height=False):
-        with gr.Column(scale=4, min_width=360):
-            c["models"] = gr.CheckboxGroup(choices=[], value=[], label="Models (two or more)",
-                                           info="The base model, each run's final adapter, and its checkpoints.",
-                                           elem_id="compare-models")
-            c["refresh_btn"] = gr.Button("↻ Refresh models and runs", size="sm")
-            c["mode"] = gr.Radio([HELD_OUT, TYPED, FILE, TRAIN_ROWS], value=TYPED, label="Prompts",
-                                 elem_id="compare-mode")
-            with gr.Group(visible=False) as held_group:
-                c["run"] = gr.Dropdown([], value=None, label="Run whose rows to use (held-out: never trained on)",
-                                       elem_id="compare-run")
-                c["n"] = gr.Slider(1, 64, value=8, step=1, label="Rows")
-            with gr.Group(visible=False) as file_group:
-                c["file"] = gr.File(label="A .jsonl/.json/.csv file with a 'prompt' column ('answer' to score it)",
-                                    file_types=[".jsonl", ".json", ".csv"], type="filepath", elem_id="compare-file")
-            with gr.Group(visible=True) as typed_group:
-                c["prompts"] = gr.Textbox(DEFAULT_PROMPTS, lines=5, max_lines=20, elem_id="compare-prompts",
-                                          label="Prompts, one per line; end a line with ' => answer' to score it")
-            c["rewards"] = gr.Dropdown([r.name for r in rewards.available()], value=["numeric_answer"],
-                                       multiselect=True, label="Score with", elem_id="compare-rewards",
-                                       info="Picking a run copies its built-in rewards here.")
-            c["tokens"] = gr.Slider(8, 256, value=32, step=8, label="Max new tokens")
-            c["go_btn"] = gr.Button("Generate and compare", variant="primary", elem_id="compare-go")
-            c["status"] = gr.HTML("", elem_id="compare-status")
-        with gr.Column(scale=8, min_width=520):
-            c["summary"] = gr.Dataframe(value=frame(["model", "mean reward", "accuracy"], []), interactive=False,
-                                        label="Summary per model", elem_id="compare-summary")
-            c["table"] = gr.Dataframe(value=frame(["#", "prompt"], []), interactive=False, wrap=True, max_height=460,
-                                      label="Outputs side by side (reward A, B… follow the models' order; last row: summary) — click a row "
-                                            "to mark it",
-                                      elem_id="compare-table")
-            gr.Markdown("#### Which output is better?", elem_classes=["wb-h"])
-            with gr.Row(equal_height=True):
-                c["index"] = gr.Number(1, label="Prompt #", precision=0, minimum=1, scale=1, elem_id="compare-index")
-                c["better"] = gr.Radio([], label="Better", scale=3, elem_id="compare-better")
-                c["worse"] = gr.Radio([], label="Worse", scale=3, elem_id="compare-worse")
-            c["sbs"] = gr.HTML("", elem_id="compare-sbs")
-            with gr.Row():
-                c["save_pair_btn"] = gr.Button("Save preference pair", variant="primary", interactive=False,
-                                               elem_id="compare-save-pair")
-                c["next_btn"] = gr.Button("Next prompt →", size="sm")
-                c["download"] = gr.DownloadButton("Download pairs.jsonl", value=None, size="sm", visible=False,
-                                                  elem_id="compare-download")
-            c["pair_status"] = gr.HTML("", elem_id="compare-pair-status")
-            _thumbs_controls(c)
+def _collect_section(c: dict[str, Any], ctx: UIContext) -> None:
+    """The accordion that collects preference pairs: two sampled replies from one model, the user picks."""
     with gr.Accordion("Collect preference pairs: two sampled replies from one model, you pick the better",
                       open=False, elem_id="compare-collect"):
         gr.Markdown("For **DPO / RLHF** without labels: each prompt (from the *Prompts* setting above) gets two "
@@ -196,17 +218,34 @@ def build(ctx: UIContext) -> dict[str, Any]:
             c["col_count"] = gr.HTML("", elem_id="compare-col-count")
             c["col_train"] = gr.Button("Train DPO on these pairs →", size="sm", scale=0, min_width=220,
                                        elem_id="compare-col-train")
-    collect_state = gr.State(None)
+
+
+def _export_section(c: dict[str, Any]) -> None:
+    """The accordion that exports a run as its LoRA adapter, a merged model or a GGUF file, and checks it."""
     with gr.Accordion("Export a run", open=False, elem_id="compare-export"):
         with gr.Row(equal_height=False):
             c["exp_run"] = gr.Dropdown([], value=None, label="Run", elem_id="compare-exp-run", scale=3)
-            c["exp_kind"] = gr.Radio([ADAPTER, MERGED], value=ADAPTER, label="Export as", scale=3)
-            c["exp_out"] = gr.Textbox("", label="Output folder", scale=3, max_lines=1, elem_id="compare-exp-out")
+            c["exp_kind"] = gr.Radio(EXPORT_KINDS, value="adapter", label="Export as", scale=3,
+                                     elem_id="compare-exp-kind")
+            c["exp_gguf"] = gr.Dropdown(list(exp.GGUF_TYPES), value="q8_0", label="GGUF type", scale=1,
+                                        visible=False, elem_id="compare-exp-gguf",
+                                        info="q8_0: about half the size of f16, replies nearly the same. "
+                                             "K-quants (q4_k_m …) need llama.cpp's llama-quantize.")
+        with gr.Row(equal_height=True):
+            c["exp_out"] = gr.Textbox("", label="Output folder (inside the workbench's exports folder)", scale=4,
+                                      max_lines=1, elem_id="compare-exp-out")
+            c["exp_check"] = gr.Checkbox(True, label="Load it back and compare its replies", scale=1,
+                                         elem_id="compare-exp-check")
         c["exp_cmd"] = gr.Code("", language="shell", label="Same export from a terminal", interactive=False,
                                lines=1, elem_id="compare-exp-cmd")
         c["exp_btn"] = gr.Button("Export", variant="primary", elem_id="compare-exp-btn")
-        c["exp_status"] = gr.HTML("")
+        c["exp_status"] = gr.HTML("", elem_id="compare-exp-status")
 
+
+def _wire_generation(c: dict[str, Any], ctx: UIContext, result_state: gr.State,
+                     groups: tuple[gr.Group, gr.Group, gr.Group]) -> None:
+    """The Prompts radio, a picked run's rewards, and Generate and compare."""
+    held_group, file_group, typed_group = groups
     c["mode"].change(lambda m: (gr.Group(visible=m in (HELD_OUT, TRAIN_ROWS)), gr.Group(visible=m == TYPED),
                                 gr.Group(visible=m == FILE)), c["mode"],
                      [held_group, typed_group, file_group], show_progress="hidden")
@@ -232,7 +271,7 @@ def build(ctx: UIContext) -> dict[str, Any]:
             if not keys:
                 raise cmp.CompareError("Pick two or more models to compare.")
             refs = [cmp.parse_model_key(k) for k in keys]
-            rows, system = prompt_rows(mode, run, n, prompts, file)
+            rows, system = _prompt_rows(ctx, mode, run, n, prompts, file)
             specs = [{"name": name} for name in reward_names or []]
             result = cmp.compare_models(refs, rows, specs, system_prompt=system, max_new_tokens=int(tokens),
                                         progress=progress_fn(progress))
@@ -260,6 +299,9 @@ def build(ctx: UIContext) -> dict[str, Any]:
                       [c["status"], c["summary"], c["table"], result_state, c["better"], c["worse"], c["index"]],
                       concurrency_limit=1, concurrency_id="inference")
 
+
+def _wire_pairs(c: dict[str, Any], ctx: UIContext, result_state: gr.State) -> None:
+    """The prompt shown as cards, row clicks, Next prompt and Save preference pair."""
     def show(result: dict[str, Any] | None, index: float | None, better: str | None, worse: str | None) -> tuple:
         if not result:
             return "", gr.Button(interactive=False)
@@ -311,33 +353,40 @@ def build(ctx: UIContext) -> dict[str, Any]:
 
     c["save_pair_btn"].click(save_pair, [result_state, c["index"], c["better"], c["worse"]],
                              [c["pair_status"], c["download"], c["index"]])
-    _wire_thumbs(ctx, c, result_state)
 
-    # -- collecting pairs (A/B from one model) ---------------------------------------------------------------------
+
+def _wire_thumbs(c: dict[str, Any], ctx: UIContext, result_state: gr.State) -> None:
+    """The KTO marks: the radio follows the generated models, 👍 / 👎 append a mark to the thumbs file."""
+    def choices(result: dict[str, Any] | None) -> Any:
+        labels = (result or {}).get("models") or []
+        return gr.Radio(choices=labels, value=labels[-1] if labels else None)
+
+    result_state.change(choices, result_state, c["thumb_model"], show_progress="hidden")
+
+    def mark(good: bool) -> Any:
+        def handler(result: dict[str, Any] | None, index: float | None, model: str | None) -> str:
+            if not result or not model:
+                return warn("Generate outputs first, then pick the output to mark.")
+            res = cmp.CompareResult.from_dict(result)
+            i = int(index or 1) - 1
+            if not (0 <= i < len(res.prompts)) or model not in res.outputs:
+                return warn(f"Prompt # must be between 1 and {len(res.prompts)}, and the model one of the columns.")
+            try:
+                up, down = kto.append_thumb(ctx.paths.thumbs_file, res.messages[i], res.outputs[model][i]["completion"],
+                                            good, meta={"model": model})
+            except ValueError as exc:
+                return warn(esc(exc))
+            return ok(f"Marked prompt {i + 1} of <b>{esc(model)}</b> {'👍' if good else '👎'}. {up} 👍 and {down} 👎 in "
+                      f"<code>{esc(ctx.paths.thumbs_file)}</code>: <code>data.source</code> of a KTO run.")
+        return handler
+
+    for button, good in ((c["thumb_up"], True), (c["thumb_down"], False)):
+        button.click(mark(good), [result_state, c["index"], c["thumb_model"]], c["thumb_status"])
+
+
+def _wire_collect(c: dict[str, Any], ctx: UIContext, collect_state: gr.State) -> None:
+    """Sample A and B from one model, and the A / B / Tie / Skip buttons that record the choice and sample the next."""
     col_buttons = [c["col_a"], c["col_b"], c["col_tie"], c["col_skip"]]
-
-    def prompt_rows(mode: str, run: str | None, n: int, prompts: str, file: str | None
-                    ) -> tuple[list[dict[str, Any]], str | None]:
-        """The prompt rows the Prompts setting names, and the run's system prompt where they come from a run."""
-        if mode in (HELD_OUT, TRAIN_ROWS):
-            if not run:
-                raise cmp.CompareError("Pick the run whose rows to use (Prompts, above).")
-            rows_of = cmp.held_out_rows if mode == HELD_OUT else cmp.training_rows
-            return rows_of(ctx.paths.runs_dir / run, int(n))
-        if mode == FILE:
-            if not file:
-                raise cmp.CompareError("Upload a file of prompts (Prompts, above).")
-            return cmp.file_rows(file, int(n)), None
-        return cmp.prompt_rows_from_text(prompts), None
-
-    def prompts_for(mode: str, run: str | None, n: int, prompts: str, file: str | None
-                    ) -> tuple[list[Any], str | None]:
-        from app.engine.data.sources import prompt_messages
-
-        rows, system = prompt_rows(mode, run, n, prompts, file)
-        if not rows:
-            raise cmp.CompareError("Give at least one prompt (Prompts, above).")
-        return [prompt_messages(r, system) for r in rows], system
 
     def sample_next(state: dict[str, Any], progress: gr.Progress | None = None) -> tuple[Any, ...]:
         from app.engine.data.preferences import next_unjudged
@@ -362,7 +411,7 @@ def build(ctx: UIContext) -> dict[str, Any]:
         try:
             if not key:
                 raise cmp.CompareError("Pick the model that writes A and B.")
-            msgs, _ = prompts_for(mode, run, n, prompts, file)
+            msgs, _ = _prompts_for(ctx, mode, run, n, prompts, file)
             state = {"prompts": msgs, "index": 0, "model": key, "temp": temp, "tokens": tokens, "sample": None}
             return (*sample_next(state, progress), "")
         except Exception as exc:  # noqa: BLE001 - bad input or a model that fails: a message, nothing breaks
@@ -399,11 +448,11 @@ def build(ctx: UIContext) -> dict[str, Any]:
     for button, choice in zip(col_buttons, ("a", "b", "tie", "skip")):
         button.click(judge(choice), collect_state, col_outputs, concurrency_limit=1, concurrency_id="inference")
 
-    def pairs_count_html() -> str:
-        from app.engine.data.preferences import count_pairs
 
-        n = count_pairs(ctx.paths.preferences_file)
-        return info(f"<b>{n}</b> preference pair(s) collected in <code>{esc(ctx.paths.preferences_file)}</code>.")
+def _wire_collect_train(c: dict[str, Any], ctx: UIContext) -> None:
+    """The pairs count under the collector, and Train DPO on these pairs (pre-fills the run in 3 · Train)."""
+    def pairs_count_html() -> str:
+        return _pairs_count_html(ctx)
 
     c["col_status"].change(pairs_count_html, None, c["col_count"], show_progress="hidden")
 
@@ -426,41 +475,62 @@ def build(ctx: UIContext) -> dict[str, Any]:
 
     c["col_train"].click(train_on_pairs, ctx.spec, [ctx.spec, ctx.spec_push, ctx.tabs, c["col_status"]])
 
-    # -- export ----------------------------------------------------------------------------------------------------
-    def default_out(run: str | None, kind: str) -> tuple[Any, ...]:
-        if not run:
-            return "", ""
-        out = ctx.paths.exports_dir / f"{run}-{'merged' if kind == MERGED else 'adapter'}"
-        return str(out), cmp.export_command(ctx.paths.runs_dir / run, out, kind == MERGED)
 
-    c["exp_run"].change(default_out, [c["exp_run"], c["exp_kind"]], [c["exp_out"], c["exp_cmd"]])
-    c["exp_kind"].change(default_out, [c["exp_run"], c["exp_kind"]], [c["exp_out"], c["exp_cmd"]])
-    c["exp_out"].input(lambda run, kind, out: cmp.export_command(ctx.paths.runs_dir / run, out, kind == MERGED)
-                       if run and out else "", [c["exp_run"], c["exp_kind"], c["exp_out"]], c["exp_cmd"])
+def _export_report(result: exp.ExportResult) -> str:
+    """What was written (files and sizes), whether it loads back and answers like the in-app model, how to use it."""
+    files = "".join(f"<li><code>{esc(name)}</code> {esc(exp.format_size(size))}</li>"
+                    for name, size in result.files.items())
+    lines = [ok(f"Exported to <code>{esc(result.out_dir)}</code> "
+                f"({esc(exp.format_size(sum(result.files.values())))}):<ul>{files}</ul>"
+                f"Use it with {HOW_TO_LOAD[result.kind]}.")]
+    if result.check is not None:
+        check = result.check
+        lines.append((ok if check.ok else warn)(esc(check.sentence()) + f" ({check.seconds:.0f} s)"))
+    lines += [warn(esc(note)) for note in result.notes]
+    return "".join(lines)
 
-    def export(run: str | None, kind: str, out: str, progress: gr.Progress = gr.Progress()) -> str:
+
+def _wire_export(c: dict[str, Any], ctx: UIContext) -> None:
+    """The export form: a default output folder and the terminal command follow the run and kind; Export."""
+    form = [c["exp_run"], c["exp_kind"], c["exp_gguf"]]
+
+    def command(run: str | None, kind: str, gguf_type: str, out: str) -> str:
+        return exp.export_command(ctx.paths.runs_dir / run, out, kind, gguf_type) if run and out else ""
+
+    def default_out(run: str | None, kind: str, gguf_type: str) -> tuple[Any, ...]:
+        out = str(exp.default_out(ctx.paths.exports_dir, run, kind, gguf_type)) if run else ""
+        return out, command(run, kind, gguf_type, out), gr.Dropdown(visible=kind == "gguf")
+
+    for event in (c["exp_run"].change, c["exp_kind"].change, c["exp_gguf"].change):
+        event(default_out, form, [c["exp_out"], c["exp_cmd"], c["exp_gguf"]])
+    c["exp_out"].input(command, [*form, c["exp_out"]], c["exp_cmd"])
+
+    def export(run: str | None, kind: str, gguf_type: str, out: str, check: bool,
+               progress: gr.Progress = gr.Progress()) -> str:
         if not run or not out:
             return warn("Pick a run and an output folder.")
         out_path = Path(out).expanduser()
         if not out_path.is_absolute():
             out_path = ctx.paths.exports_dir / out_path
         try:
-            if kind == MERGED:
-                done = cmp.export_merged(ctx.paths.runs_dir / run, out_path, progress=progress_fn(progress))
-            else:
-                done = cmp.export_adapter(ctx.paths.runs_dir / run, out_path)
+            exp.check_inside(out_path, ctx.paths.exports_dir)  # the app writes only where it serves files
+            result = exp.export_run(ctx.paths.runs_dir / run, out_path, kind, gguf_type, check=check,
+                                    progress=progress_fn(progress))
         except cmp.CompareError as exc:
             return error(esc(exc))
+        except OSError as exc:  # a full disk, no permission: the export wrote into a temporary folder only
+            return error(f"Could not export to <code>{esc(out_path)}</code>: {esc(exc.strerror or exc)}; "
+                         "nothing was changed.")
         except Exception as exc:
             return error(f"Export failed: {esc(exc)}")
-        size = sum(p.stat().st_size for p in done.rglob("*") if p.is_file()) / 2**20
-        how = ("<code>AutoModelForCausalLM.from_pretrained(folder)</code>" if kind == MERGED else
-               "<code>PeftModel.from_pretrained(base_model, folder)</code>")
-        return ok(f"Exported to <code>{esc(done)}</code> ({size:.1f} MB). Load it with {how}.")
+        return _export_report(result)
 
-    c["exp_btn"].click(export, [c["exp_run"], c["exp_kind"], c["exp_out"]], c["exp_status"],
+    c["exp_btn"].click(export, [*form, c["exp_out"], c["exp_check"]], c["exp_status"],
                        concurrency_limit=1, concurrency_id="inference")
 
+
+def _wire_refresh(c: dict[str, Any], ctx: UIContext) -> None:
+    """Refresh models and runs: the button, and `c["_load"]` that the shell runs on page load and tab select."""
     def refresh() -> tuple[Any, ...]:
         choices = model_choices(ctx.paths.runs_dir)
         runs_all = run_choices(ctx.paths.runs_dir)
@@ -469,11 +539,33 @@ def build(ctx: UIContext) -> dict[str, Any]:
         return (gr.CheckboxGroup(choices=choices), gr.Dropdown(choices=runs_all),
                 gr.Dropdown(choices=runs_adapter),
                 gr.DownloadButton(value=str(pairs) if pairs.exists() else None, visible=pairs.exists()),
-                gr.Dropdown(choices=choices, value=choices[0][1] if choices else None), pairs_count_html())
+                gr.Dropdown(choices=choices, value=choices[0][1] if choices else None), _pairs_count_html(ctx))
 
     refresh_outputs = [c["models"], c["run"], c["exp_run"], c["download"], c["col_model"], c["col_count"]]
     c["refresh_btn"].click(refresh, None, refresh_outputs)
     c["_load"] = (refresh, refresh_outputs)
+
+
+def build(ctx: UIContext) -> dict[str, Any]:
+    """Lay out the Compare tab and wire its events."""
+    c: dict[str, Any] = {}
+    result_state = gr.State(None)
+    gr.Markdown("### Compare models side by side\nSame prompts, same rewards, greedy decoding (reproducible). "
+                "Mark the better output to build a preference dataset.", elem_classes=["wb-intro"])
+    with gr.Row(equal_height=False):
+        groups = _pick_section(c)
+        _outputs_section(c)
+    _collect_section(c, ctx)
+    collect_state = gr.State(None)
+    _export_section(c)
+    # wired in the original order, so the events keep their numbers (fn_index) and handlers of one event their order
+    _wire_generation(c, ctx, result_state, groups)
+    _wire_pairs(c, ctx, result_state)
+    _wire_thumbs(c, ctx, result_state)
+    _wire_collect(c, ctx, collect_state)
+    _wire_collect_train(c, ctx)
+    _wire_export(c, ctx)
+    _wire_refresh(c, ctx)
     c["result"] = result_state
     return ctx.register("compare", c)
 

@@ -52,59 +52,54 @@ def config_from_inputs(methods: list[str], task: str, model: str, steps: Any, ev
                             seeds=seeds if len(seeds) > 1 else [], avg_k=whole(avg_k, "avg@k"))
 
 
-def build(ctx: UIContext) -> dict[str, Any]:
-    """Lay out the Compare-methods section and wire its events."""
-    c: dict[str, Any] = {}
-    gr.Markdown(
-        "### Compare training methods\nSFT, DFT, GRPO, SFT→GRPO (a short format-priming SFT whose adapter starts "
-        "GRPO) and Prefix-RFT on the **same task, model, step budget and seeds**, each evaluated greedily on the "
-        "**same held-out rows** every few steps. Give several seeds (`42,7,1234`): each method runs once per seed and "
-        "the table shows the mean with a 95 % interval; one seed is labelled *single seed*. The runs train one after "
-        "another in the background; on a 2-core CPU one seed of all five methods at 20 steps took about 36 minutes. "
-        "Measured results: `docs/method-comparison.md`.",
-        elem_classes=["wb-intro"])
-    with gr.Row(equal_height=False):
-        with gr.Column(scale=4, min_width=360):
-            c["methods"] = gr.CheckboxGroup(METHOD_CHOICES, value=list(mc.METHOD_KEYS), label="Methods",
-                                            elem_id="methods-methods")
-            with gr.Row():
-                c["task"] = gr.Dropdown(list(mc.TASKS), value="arithmetic", label="Task", min_width=120,
-                                        info="arithmetic: built-in, CPU-sized; gsm8k: needs a GPU",
-                                        elem_id="methods-task")
-                c["model"] = gr.Dropdown(["default"], value="default", allow_custom_value=True, label="Model",
-                                         min_width=120, elem_id="methods-model")
-            with gr.Row():
-                c["steps"] = gr.Number(30, precision=0, label="Steps per method", min_width=100,
-                                       elem_id="methods-steps")
-                c["eval_every"] = gr.Number(10, precision=0, label="Evaluate every", min_width=100)
-                c["eval_size"] = gr.Number(128, precision=0, label="Held-out rows", min_width=100)
-            with gr.Row():
-                c["seed"] = gr.Textbox("42", label="Seeds", max_lines=1, min_width=100, elem_id="methods-seeds",
-                                       info="one seed, or several: 42,7,1234")
-                c["avg_k"] = gr.Number(0, precision=0, label="avg@k samples (0: off)", min_width=100,
-                                       info="after training: k sampled replies per held-out prompt")
-            with gr.Row():
-                c["start_btn"] = gr.Button("Run comparison", variant="primary", elem_id="methods-start")
-                c["stop_btn"] = gr.Button("Stop", variant="stop", elem_id="methods-stop")
-            c["action_html"] = gr.HTML("", elem_id="methods-action")
-        with gr.Column(scale=8, min_width=520):
-            with gr.Row(equal_height=True):
-                c["folder"] = gr.Dropdown([], value=None, label="Comparison", scale=5, elem_id="methods-folder")
-                c["refresh_btn"] = gr.Button("↻", size="sm", scale=0, min_width=40)
-            c["status_html"] = gr.HTML(info("No comparison yet: choose the methods and run one."),
-                                       elem_id="methods-status")
-            c["table"] = gr.Dataframe(value=frame(["method"], []), interactive=False, wrap=True,
-                                      label="Results (final held-out scores after the same step budget)",
-                                      elem_id="methods-table")
-            c["curves"] = gr.Plot(charts.empty_figure("Held-out score over steps", "No comparison selected.", 520),
-                                  show_label=False, elem_id="methods-curves")
-            c["summary"] = gr.Plot(charts.empty_figure("Final held-out accuracy", "No comparison selected.", 340),
-                                   show_label=False, elem_id="methods-summary")
-            c["command"] = gr.Code("", language="shell", label="The same comparison from the command line",
-                                   interactive=False, elem_id="methods-command")
-    c["timer"] = gr.Timer(POLL_SECONDS)
-    view = gr.State({"folder": None, "version": None})
-    inputs = [c["methods"], c["task"], c["model"], c["steps"], c["eval_size"], c["eval_every"], c["seed"], c["avg_k"]]
+def _settings_section(c: dict[str, Any]) -> None:
+    """The left column: methods, task, model, step budget, seeds, and Run comparison / Stop."""
+    with gr.Column(scale=4, min_width=360):
+        c["methods"] = gr.CheckboxGroup(METHOD_CHOICES, value=list(mc.METHOD_KEYS), label="Methods",
+                                        elem_id="methods-methods")
+        with gr.Row():
+            c["task"] = gr.Dropdown(list(mc.TASKS), value="arithmetic", label="Task", min_width=120,
+                                    info="arithmetic: built-in, CPU-sized; gsm8k: needs a GPU",
+                                    elem_id="methods-task")
+            c["model"] = gr.Dropdown(["default"], value="default", allow_custom_value=True, label="Model",
+                                     min_width=120, elem_id="methods-model")
+        with gr.Row():
+            c["steps"] = gr.Number(30, precision=0, label="Steps per method", min_width=100,
+                                   elem_id="methods-steps")
+            c["eval_every"] = gr.Number(10, precision=0, label="Evaluate every", min_width=100)
+            c["eval_size"] = gr.Number(128, precision=0, label="Held-out rows", min_width=100)
+        with gr.Row():
+            c["seed"] = gr.Textbox("42", label="Seeds", max_lines=1, min_width=100, elem_id="methods-seeds",
+                                   info="one seed, or several: 42,7,1234")
+            c["avg_k"] = gr.Number(0, precision=0, label="avg@k samples (0: off)", min_width=100,
+                                   info="after training: k sampled replies per held-out prompt")
+        with gr.Row():
+            c["start_btn"] = gr.Button("Run comparison", variant="primary", elem_id="methods-start")
+            c["stop_btn"] = gr.Button("Stop", variant="stop", elem_id="methods-stop")
+        c["action_html"] = gr.HTML("", elem_id="methods-action")
+
+
+def _results_section(c: dict[str, Any]) -> None:
+    """The right column: the comparison picked, its status, results table, charts and command line."""
+    with gr.Column(scale=8, min_width=520):
+        with gr.Row(equal_height=True):
+            c["folder"] = gr.Dropdown([], value=None, label="Comparison", scale=5, elem_id="methods-folder")
+            c["refresh_btn"] = gr.Button("↻", size="sm", scale=0, min_width=40)
+        c["status_html"] = gr.HTML(info("No comparison yet: choose the methods and run one."),
+                                   elem_id="methods-status")
+        c["table"] = gr.Dataframe(value=frame(["method"], []), interactive=False, wrap=True,
+                                  label="Results (final held-out scores after the same step budget)",
+                                  elem_id="methods-table")
+        c["curves"] = gr.Plot(charts.empty_figure("Held-out score over steps", "No comparison selected.", 520),
+                              show_label=False, elem_id="methods-curves")
+        c["summary"] = gr.Plot(charts.empty_figure("Final held-out accuracy", "No comparison selected.", 340),
+                               show_label=False, elem_id="methods-summary")
+        c["command"] = gr.Code("", language="shell", label="The same comparison from the command line",
+                               interactive=False, elem_id="methods-command")
+
+
+def _wire_view(c: dict[str, Any], view: gr.State) -> None:
+    """Re-render the picked comparison on the timer (only when its files changed) and when another is picked."""
     outputs = [c["status_html"], c["table"], c["curves"], c["summary"], c["command"], view]
 
     def render(folder: str | None, state: dict[str, Any], force: bool = False) -> tuple[Any, ...]:
@@ -125,6 +120,11 @@ def build(ctx: UIContext) -> dict[str, Any]:
 
     c["timer"].tick(render, [c["folder"], view], outputs, show_progress="hidden")
     c["folder"].change(lambda f, s: render(f, s, force=True), [c["folder"], view], outputs, show_progress="hidden")
+
+
+def _wire_start_stop(c: dict[str, Any], ctx: UIContext) -> None:
+    """Run comparison (checks every method's spec first, one comparison at a time) and Stop."""
+    inputs = [c["methods"], c["task"], c["model"], c["steps"], c["eval_size"], c["eval_every"], c["seed"], c["avg_k"]]
 
     def start(*values: Any) -> tuple[Any, ...]:
         try:
@@ -160,6 +160,9 @@ def build(ctx: UIContext) -> dict[str, Any]:
 
     c["stop_btn"].click(stop, c["folder"], c["action_html"])
 
+
+def _wire_refresh(c: dict[str, Any], ctx: UIContext) -> None:
+    """The ↻ button, and `c["_load"]` that the shell runs on page load (picks the newest comparison)."""
     def refresh(current: str | None) -> Any:
         choices = comparison_choices(ctx.paths.data_dir)
         values = [v for _, v in choices]
@@ -171,6 +174,28 @@ def build(ctx: UIContext) -> dict[str, Any]:
         return refresh(None)
 
     c["_load"] = (load, [c["folder"]])
+
+
+def build(ctx: UIContext) -> dict[str, Any]:
+    """Lay out the Compare-methods section and wire its events."""
+    c: dict[str, Any] = {}
+    gr.Markdown(
+        "### Compare training methods\nSFT, DFT, GRPO, SFT→GRPO (a short format-priming SFT whose adapter starts "
+        "GRPO) and Prefix-RFT on the **same task, model, step budget and seeds**, each evaluated greedily on the "
+        "**same held-out rows** every few steps. Give several seeds (`42,7,1234`): each method runs once per seed and "
+        "the table shows the mean with a 95 % interval; one seed is labelled *single seed*. The runs train one after "
+        "another in the background; on a 2-core CPU one seed of all five methods at 20 steps took about 36 minutes. "
+        "Measured results: `docs/method-comparison.md`.",
+        elem_classes=["wb-intro"])
+    with gr.Row(equal_height=False):
+        _settings_section(c)
+        _results_section(c)
+    c["timer"] = gr.Timer(POLL_SECONDS)
+    view = gr.State({"folder": None, "version": None})
+    # wired in the original order, so the events keep their numbers (fn_index)
+    _wire_view(c, view)
+    _wire_start_stop(c, ctx)
+    _wire_refresh(c, ctx)
     c["view"] = view
     return ctx.register("methods", c)
 

@@ -25,6 +25,7 @@ from app.engine.core.spec import (
 )
 from app.engine.data.splits import split_sentence
 from app.engine.presentation import charts
+from app.engine.training.trackers import TRACKERS
 from app.ui.common import (
     UIContext,
     alerts_html,
@@ -67,6 +68,9 @@ FIELDS: list[tuple[str, str, str, str]] = [
     ("lora.alpha", "int", "LoRA alpha", "LoRA and logging"),
     ("logging.sample_every", "int", "Save samples every N steps", "LoRA and logging"),
     ("logging.save_steps", "int", "Checkpoint every N steps", "LoRA and logging"),
+    ("logging.report_to", "trackers", "Experiment trackers (beside the run folder)", "LoRA and logging"),
+    ("logging.report_to_optional", "bool", "Skip a tracker that cannot start", "LoRA and logging"),
+    ("logging.log_completions", "bool", "TRL's completion logs (GRPO family)", "LoRA and logging"),
 ]
 # Each method's own section (named by its label) holds the fields it declares (`TrainingMethod.form_fields`); it
 # shows for that method and for methods built on it (Prefix-RFT shows GRPO's).
@@ -102,6 +106,8 @@ def _coerce(kind: str, value: Any) -> Any:
         return value if value and str(value).strip() else None
     if kind == "bool":
         return bool(value)
+    if kind == "trackers":
+        return list(value or [])
     return value if value is not None else ""
 
 
@@ -197,7 +203,11 @@ def status_html(snap: run_reader.RunSnapshot) -> str:
         + (f"<div class='wb-muted'>{esc(' · '.join(numbers))}</div>" if numbers else "")
         + (f"<div class='wb-muted' id='run-split'>{esc(split_sentence(st.get('split')))}</div>"
            if st.get("split") else "")
+        + "".join(f"<div class='wb-muted run-tracker'>{esc(name)} → {esc(where)}</div>"
+                  for name, where in (st.get("trackers") or {}).items())
         + "</div>")
+    for name, why in (st.get("trackers_skipped") or {}).items():
+        html_out += warn(f"Tracker {esc(name)} skipped: {esc(why)}")
     if state == "failed":
         html_out += error(f"<b>The run failed:</b> {esc(st.get('error') or 'unknown error')}")
         if st.get("traceback"):
@@ -540,6 +550,8 @@ def _field_component(path: str, kind: str, label: str, help_text: str, ctx: UICo
         return gr.Dropdown(dataset_choices(ctx.paths), value=value, allow_custom_value=True, **common)
     if kind == "bool":
         return gr.Checkbox(value=bool(value), label=label, info=help_text, elem_id=elem_id, min_width=180)
+    if kind == "trackers":
+        return gr.CheckboxGroup(list(TRACKERS), value=list(value or []), **common)
     if kind in ("int", "optint"):
         return gr.Number(value=value, precision=0, **common)
     if kind == "float":

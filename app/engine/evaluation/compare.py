@@ -1,28 +1,18 @@
-"""Side-by-side comparison of models, preference pairs, and export of trained runs.
+"""Side-by-side comparison of models and preference pairs (exports: app/engine/evaluation/export.py).
 
     refs = available_models(runs_dir)                          # base model, each run's final adapter and checkpoints
     result = compare_models(refs[:2], rows, [RewardSpec(name="numeric_answer")], max_new_tokens=32)
     result.summary                                             # mean reward, accuracy, length, seconds per model
     save_preference("preferences/pairs.jsonl", prompt, chosen, rejected)   # TRL's preference format, for DPO
-    export_merged(run_dir, "exports/my-model")                 # a plain Hugging Face model folder
 
 Inference here is the plain transformers path on the CPU in fp32 (PEFT adapters merged into a copy of the base
 model), so it never competes with a training run for a GPU and gives the same numbers on every machine. Loaded
 models are cached (a few at a time) so repeated comparisons do not reload them.
-
-Command line (what the app shows next to its Export button):
-
-    python -m app.engine.compare export RUN_DIR OUT_DIR [--merged] [--checkpoint N]
 """
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import random
-import shlex
-import shutil
-import sys
 import threading
 import time
 from collections import OrderedDict
@@ -65,15 +55,15 @@ class ModelRef:
         return f"{ADAPTER_PREFIX}{self.adapter}" if self.adapter else f"{BASE_PREFIX}{self.base}"
 
 
-def _is_adapter(folder: Path) -> bool:
+def is_adapter(folder: Path) -> bool:
     return (folder / "adapter_config.json").exists()
 
 
-def _is_model(folder: Path) -> bool:
+def is_model(folder: Path) -> bool:
     return (folder / "config.json").exists() and any(folder.glob("*.safetensors"))
 
 
-def _run_base(run_dir: Path) -> str:
+def run_base(run_dir: Path) -> str:
     try:
         from app.engine.core.spec import RunSpec
 
@@ -82,7 +72,7 @@ def _run_base(run_dir: Path) -> str:
         return "default"
 
 
-def _run_of(folder: Path) -> Path | None:
+def run_of(folder: Path) -> Path | None:
     """The run folder that holds an adapter/ or checkpoints/checkpoint-N folder."""
     for parent in (folder.parent, folder.parent.parent):
         if (parent / "spec.yaml").exists():
@@ -114,14 +104,14 @@ def available_models(runs_dir: Path | str | None, bases: Sequence[str] = ("defau
         add_base(b)
     run_refs: list[ModelRef] = []
     for info in runs.list_runs(Path(runs_dir)) if runs_dir else []:
-        base = _run_base(info.path)
+        base = run_base(info.path)
         add_base(base)
         adapter = info.path / "adapter"
-        if _is_adapter(adapter) or _is_model(adapter):
+        if is_adapter(adapter) or is_model(adapter):
             run_refs.append(ModelRef(f"{info.name} · final", base, str(adapter), info.path.name))
         if checkpoints:
             for ckpt in reversed(runs.checkpoints(info.path)):
-                if _is_adapter(ckpt) or _is_model(ckpt):
+                if is_adapter(ckpt) or is_model(ckpt):
                     run_refs.append(ModelRef(f"{info.name} · {ckpt.name}", base, str(ckpt), info.path.name))
     return refs + run_refs
 
@@ -135,15 +125,15 @@ def parse_model_key(key: str) -> ModelRef:
         folder = Path(key[len(ADAPTER_PREFIX):])
         if not folder.exists():
             raise CompareError(f"Model folder {folder} no longer exists (was the run deleted?).")
-        run_dir = _run_of(folder)
-        base = _run_base(run_dir) if run_dir else _adapter_base(folder)
+        run_dir = run_of(folder)
+        base = run_base(run_dir) if run_dir else adapter_base(folder)
         name = (runs.read_status(run_dir).get("name") or run_dir.name) if run_dir else folder.name
         label = f"{name} · {'final' if folder.name == 'adapter' else folder.name}"
         return ModelRef(label, base, str(folder), run_dir.name if run_dir else None)
     raise CompareError(f"Unknown model {key!r}: pick a base model or a run's adapter.")
 
 
-def _adapter_base(folder: Path) -> str:
+def adapter_base(folder: Path) -> str:
     try:
         return json.loads((folder / "adapter_config.json").read_text())["base_model_name_or_path"]
     except Exception:
@@ -172,7 +162,7 @@ def load_model(ref: ModelRef, progress: ProgressFn | None = None) -> tuple[Any, 
     if adapter is not None and not adapter.exists():
         raise CompareError(f"Adapter folder {adapter} does not exist.")
     try:
-        if adapter is not None and not _is_adapter(adapter):  # a full fine-tuned model folder
+        if adapter is not None and not is_adapter(adapter):  # a full fine-tuned model folder
             model = AutoModelForCausalLM.from_pretrained(adapter, dtype=torch.float32)
             tokenizer = AutoTokenizer.from_pretrained(adapter)
         else:
@@ -520,222 +510,8 @@ def count_preferences(path: Path | str) -> int:
     return count_pairs(path)
 
 
-# -- export -------------------------------------------------------------------------------------------------------------
-def _source_folder(source: Path | str, checkpoint: int | None = None) -> tuple[Path, Path | None]:
-    """(model folder, run folder) of a run folder (its final adapter, else its latest checkpoint), a checkpoint
-    number within a run, or an adapter/checkpoint folder given directly."""
-    source = Path(source)
-    if not source.exists():
-        raise CompareError(f"{source} does not exist.")
-    if (source / "spec.yaml").exists():  # a run folder
-        if checkpoint is not None:
-            folder = source / "checkpoints" / f"checkpoint-{checkpoint}"
-            if not folder.exists():
-                raise CompareError(f"Run {source.name} has no checkpoint-{checkpoint}.")
-            return folder, source
-        final = source / "adapter"
-        if _is_adapter(final) or _is_model(final):
-            return final, source
-        latest = runs.latest_checkpoint(source)
-        if latest is None:
-            raise CompareError(f"Run {source.name} has neither a final adapter nor a complete checkpoint yet.")
-        return latest, source
-    if _is_adapter(source) or _is_model(source):
-        return source, _run_of(source)
-    raise CompareError(f"{source} is neither a run folder nor an adapter / model folder.")
-
-
-def _check_out(out_dir: Path, sources: Sequence[Path | None], overwrite: bool) -> None:
-    """Refuse, before anything is read or written, an export target that would destroy something: the export's own
-    source (or a folder holding it, or inside it), a file, or a non-empty folder — which `overwrite` may replace
-    only when it holds an earlier export (an adapter or model folder), never the user's other files."""
-    out = out_dir.resolve()
-    for source in sources:
-        if source is None:
-            continue
-        src = Path(source).resolve()
-        if out == src or src in out.parents or out in src.parents:
-            raise CompareError(f"{out_dir} is {'inside ' if src in out.parents else ''}the export's own source "
-                               f"{source}{' or holds it' if out in src.parents else ''}; export to a folder outside "
-                               "it.")
-    if out_dir.exists() and not out_dir.is_dir():
-        raise CompareError(f"{out_dir} is a file; an export is a folder, so name a new folder.")
-    if out_dir.is_dir() and any(out_dir.iterdir()):
-        if not overwrite:
-            raise CompareError(f"{out_dir} already exists and is not empty; choose another folder, or add "
-                               "--overwrite to replace an earlier export there.")
-        if not (_is_adapter(out_dir) or _is_model(out_dir)) or (out_dir / "spec.yaml").exists():
-            raise CompareError(f"{out_dir} does not hold an earlier export (no adapter or model files), so it is not "
-                               "replaced even with --overwrite; choose another folder.")
-    base = out.parent
-    while not base.exists() and base != base.parent:
-        base = base.parent
-    if not base.is_dir():
-        raise CompareError(f"Cannot create {out_dir}: {base} is a file, not a folder.")
-
-
-def _new_temp_folder(out_dir: Path, created: list[Path]) -> Path:
-    """An empty folder beside `out_dir` for the export to be written into (then renamed into place), with the
-    permissions a plain mkdir gives, not mkdtemp's 0700. Parent folders it makes are recorded in `created`."""
-    import tempfile
-
-    missing = []
-    parent = out_dir.parent
-    while not parent.exists():
-        missing.append(parent)
-        parent = parent.parent
-    for folder in reversed(missing):
-        folder.mkdir()
-        created.append(folder)
-    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.export-"))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)
-    return tmp
-
-
-def _place(tmp: Path, out_dir: Path) -> None:
-    """Move the finished export `tmp` to `out_dir`; an earlier export there is renamed aside first and deleted only
-    once the new one is in place (a failure puts it back)."""
-    if not out_dir.exists():
-        os.rename(tmp, out_dir)
-        return
-    old = out_dir.with_name(f".{out_dir.name}.replaced-{os.getpid()}-{time.time_ns()}")
-    os.rename(out_dir, old)
-    try:
-        os.rename(tmp, out_dir)
-    except BaseException:
-        os.rename(old, out_dir)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def _write_export(out_dir: Path, write: Callable[[Path], None]) -> Path:
-    """Run `write(tmp)` into a new temporary folder and move it to `out_dir`; on any failure remove exactly what was
-    made here (the temporary folder, parent folders created for it) and leave `out_dir` as it was."""
-    import contextlib
-
-    created: list[Path] = []
-    tmp: Path | None = None
-    try:
-        tmp = _new_temp_folder(out_dir, created)
-        write(tmp)
-        _place(tmp, out_dir)
-    except BaseException:
-        if tmp is not None and tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-        for folder in reversed(created):
-            with contextlib.suppress(OSError):
-                folder.rmdir()
-        raise
-    return out_dir
-
-
-def export_adapter(source: Path | str, out_dir: Path | str, checkpoint: int | None = None,
-                   overwrite: bool = False) -> Path:
-    """Copy a run's LoRA adapter (and tokenizer) to `out_dir`, without optimizer state. Load it with
-    `PeftModel.from_pretrained(base, out_dir)`. Never writes into or deletes its source; `overwrite` replaces only
-    an earlier export."""
-    folder, run_dir = _source_folder(source, checkpoint)
-    if not _is_adapter(folder):
-        raise CompareError(f"{folder} holds a fully fine-tuned model, not a LoRA adapter: export it as a merged model.")
-    out_dir = Path(out_dir)
-    _check_out(out_dir, [folder, run_dir], overwrite)
-
-    def write(tmp: Path) -> None:
-        shutil.copytree(folder, tmp, ignore=shutil.ignore_patterns(*TRAINING_STATE_FILES), dirs_exist_ok=True)
-        if run_dir is not None and (run_dir / "spec.yaml").exists():
-            shutil.copy2(run_dir / "spec.yaml", tmp / "rft_workbench_spec.yaml")
-
-    return _write_export(out_dir, write)
-
-
-def export_merged(source: Path | str, out_dir: Path | str, checkpoint: int | None = None, overwrite: bool = False,
-                  progress: ProgressFn | None = None) -> Path:
-    """Merge a run's LoRA adapter into its base model (PEFT `merge_and_unload`) and save a plain Hugging Face
-    model folder (safetensors + tokenizer) that `AutoModelForCausalLM.from_pretrained(out_dir)` loads. Never
-    writes into or deletes its source; `overwrite` replaces only an earlier export."""
-    folder, run_dir = _source_folder(source, checkpoint)
-    out_dir = Path(out_dir)
-    _check_out(out_dir, [folder, run_dir], overwrite)  # before the model loads: a refusal costs nothing
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from app.engine.training.models import resolve_model
-
-    if progress:
-        progress(0.1, "Loading the base model")
-    if _is_adapter(folder):
-        from peft import PeftModel
-
-        base = _run_base(run_dir) if run_dir else _adapter_base(folder)
-        base_path = resolve_model(base, progress)
-        model = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32)
-        tok_source = folder if (folder / "tokenizer_config.json").exists() else base_path
-        tokenizer = AutoTokenizer.from_pretrained(tok_source)
-        if progress:
-            progress(0.5, "Merging the adapter")
-        model = PeftModel.from_pretrained(model, str(folder)).merge_and_unload()
-    else:
-        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
-        tokenizer = AutoTokenizer.from_pretrained(folder)
-    if progress:
-        progress(0.8, "Saving")
-
-    def write(tmp: Path) -> None:
-        model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-        if run_dir is not None and (run_dir / "spec.yaml").exists():
-            shutil.copy2(run_dir / "spec.yaml", tmp / "rft_workbench_spec.yaml")
-
-    _write_export(out_dir, write)
-    if progress:
-        progress(1.0, f"Saved {out_dir}")
-    return out_dir
-
-
-def export_command(source: Path | str, out_dir: Path | str, merged: bool, checkpoint: int | None = None) -> str:
-    """The shell command that does the same export as the app's button."""
-    parts = ["python", "-m", "app.engine.compare", "export", str(source), str(out_dir)]
-    if merged:
-        parts.append("--merged")
-    if checkpoint is not None:
-        parts += ["--checkpoint", str(checkpoint)]
-    return " ".join(shlex.quote(p) for p in parts)
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m app.engine.compare", description="Export a trained run.")
-    sub = p.add_subparsers(dest="command", required=True)
-    ex = sub.add_parser("export", help="export a run's adapter, or a merged Hugging Face model folder")
-    ex.add_argument("source", help="run folder (its final adapter, else its latest checkpoint), or an adapter folder")
-    ex.add_argument("out_dir", help="folder to create")
-    ex.add_argument("--merged", action="store_true", help="merge the LoRA adapter into the base model")
-    ex.add_argument("--checkpoint", type=int, help="export checkpoint-N of the run instead of the final adapter")
-    ex.add_argument("--overwrite", action="store_true", help="replace an earlier export in out_dir")
-    args = p.parse_args(argv)
-    try:
-        if args.merged:
-            out = export_merged(args.source, args.out_dir, args.checkpoint, args.overwrite,
-                                progress=lambda f, m: print(f"[{f:.0%}] {m}"))
-        else:
-            out = export_adapter(args.source, args.out_dir, args.checkpoint, args.overwrite)
-    except CompareError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:  # read-only disk, no permission, disk full: nothing was left half-written
-        print(f"error: could not export to {args.out_dir}: {exc.strerror or exc}"
-              f"{f' ({exc.filename})' if exc.filename else ''}; nothing was changed.", file=sys.stderr)
-        return 1
-    print(f"exported to {out}")
-    return 0
-
-
 __all__ = [
     "ModelRef", "available_models", "parse_model_key", "load_model", "clear_cache", "compare_models", "CompareResult",
     "CompareError", "prompt_rows_from_text", "held_out_rows", "training_rows", "file_rows", "build_reward_funcs", "save_preference",
-    "count_preferences", "export_adapter", "export_merged", "export_command", "main",
+    "count_preferences", "TRAINING_STATE_FILES", "is_adapter", "is_model", "run_of", "run_base", "adapter_base",
 ]
-
-if __name__ == "__main__":
-    sys.exit(main())
