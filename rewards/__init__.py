@@ -42,6 +42,7 @@ See docs/rewards.md for the full guide.
 from __future__ import annotations
 
 from rewards import builtins as _builtins  # noqa: F401  (registers the built-in rewards)
+from rewards import judge, rubrics
 from rewards.answers import (
     ExactAnswer,
     Gsm8kAnswer,
@@ -68,6 +69,7 @@ from rewards.guard import (
     reward_name,
     unique_names,
 )
+from rewards.judge import LLMGroupJudge, LLMJudge, judge_reply, make_llm_judge, make_llm_judge_group
 from rewards.length import CosineLength, Length, Repetition, make_cosine_length, make_length, make_repetition
 from rewards.registry import RewardInfo, RewardNotFound, available, exists, get, info, register
 from rewards.sandbox import (
@@ -117,7 +119,9 @@ __all__ = [
     # factories and classes
     "make_numeric_answer", "make_exact_answer", "make_gsm8k_answer", "make_math_equivalence", "make_format_tags",
     "make_regex", "make_length", "make_cosine_length", "make_repetition", "make_json_valid", "make_json_schema",
-    "make_python_tests", "make_similarity", "make_weighted",
+    "make_python_tests", "make_similarity", "make_weighted", "make_llm_judge", "make_llm_judge_group",
+    # model judges
+    "judge", "rubrics", "judge_reply", "LLMJudge", "LLMGroupJudge",
     "NumericAnswer", "ExactAnswer", "Gsm8kAnswer", "MathEquivalence", "FormatTags", "Regex", "Length",
     "CosineLength", "Repetition", "JsonValid", "JsonSchema", "PythonTests", "Similarity", "Weighted",
     # ready-made instances

@@ -7,6 +7,7 @@ from rewards.answers import make_exact_answer, make_gsm8k_answer, make_math_equi
 from rewards.code import make_python_tests
 from rewards.combine import make_weighted
 from rewards.format import make_format_tags, make_regex
+from rewards.judge import make_llm_judge, make_llm_judge_group
 from rewards.length import make_cosine_length, make_length, make_repetition
 from rewards.registry import register
 from rewards.similarity import make_similarity
@@ -111,4 +112,22 @@ register(
     '>>> both = rewards.get("weighted", rewards=[("numeric_answer", 1.0), ("format_tags", 0.5)])\n'
     '>>> both(["<reasoning>x</reasoning><answer>42</answer>", "42"], answer=["42", "42"])\n[1.5, 1.0]',
     "combine",
+)
+register(
+    "llm_judge", make_llm_judge,
+    "A model judges each completion against a rubric ({prompt}, {completion}, any column such as {reference}); "
+    "the score it writes (a number on a scale, or a JSON field) is mapped to [0, 1]. A local model in its own "
+    "process, or any OpenAI-compatible endpoint; concurrent, timed out, retried, cached; unreadable replies are "
+    "reward errors.",
+    '>>> judge = rewards.get("llm_judge", rubric="helpfulness", backend="openai",\n'
+    '...                      base_url="http://127.0.0.1:8000/v1", model="judge")\n'
+    '>>> judge.scale, rewards.judge.parse_score("Score: 8", judge.scale)\n([1, 10], 0.7777777777777778)',
+    "judge",
+)
+register(
+    "llm_judge_group", make_llm_judge_group,
+    "A model sees all completions of one prompt together and scores each relative to the others (as RULER does): "
+    "one judge call per GRPO group, a sharper group-relative signal. Same backends and safeguards as llm_judge.",
+    '>>> rewards.judge.parse_group_scores("[10, 2, 5]", 3, [1, 10])\n[1.0, 0.1111111111111111, 0.4444444444444444]',
+    "judge",
 )

@@ -9,6 +9,7 @@ from typing import Any, Callable
 
 from transformers import TrainerCallback
 
+import rewards
 from app.engine.core import runs
 
 
@@ -134,17 +135,19 @@ class RunFolderCallback(TrainerCallback):
         advantages = list(logs.get("advantages", []))
         reward_cols = {name: list(values) for name, values in logs.get("rewards", {}).items()}
         for i, (prompt, completion) in enumerate(zip(prompts, completions)):
-            runs.append_jsonl(
-                self.run_dir / "samples.jsonl",
-                {
-                    "step": step,
-                    "index": i,
-                    "prompt": _text(prompt),
-                    "completion": _text(completion),
-                    "rewards": {k: runs.clean_number(_plain(v[i])) for k, v in reward_cols.items() if i < len(v)},
-                    "advantage": runs.clean_number(_plain(advantages[i])) if i < len(advantages) else None,
-                },
-            )
+            sample = {
+                "step": step,
+                "index": i,
+                "prompt": _text(prompt),
+                "completion": _text(completion),
+                "rewards": {k: runs.clean_number(_plain(v[i])) for k, v in reward_cols.items() if i < len(v)},
+                "advantage": runs.clean_number(_plain(advantages[i])) if i < len(advantages) else None,
+            }
+            replies = {g.__name__: reply for g in self.guarded
+                       if (reply := rewards.judge_reply(g, prompt, completion)) is not None}
+            if replies:
+                sample["judge"] = replies  # what each model judge wrote about this completion
+            runs.append_jsonl(self.run_dir / "samples.jsonl", sample)
 
 
 class ProgressBarCallback(TrainerCallback):
