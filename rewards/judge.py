@@ -27,6 +27,9 @@ import json
 import math
 import os
 import re
+import select
+import subprocess
+import sys
 import threading
 import time
 from collections import OrderedDict
@@ -40,8 +43,10 @@ from rewards.rubrics import RUBRICS
 from rewards.text import completion_text, prompt_text
 
 BACKENDS = ("local", "openai")
+SCORE_MODES = ("reply", "expected")  # read the score the judge writes, or its expected value (local judges)
 CACHE_SIZE = 20_000  # judged requests remembered per reward (a run of 500 steps × 16 completions fits)
 _NUMBER = r"[-+]?\d+(?:\.\d+)?"
+_PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # where `rewards` imports from
 
 
 @dataclass
@@ -243,44 +248,6 @@ def _resolve_model(model: str) -> str:
     return str(resolve(model))
 
 
-def _local_worker(conn: Any, model_path: str) -> None:  # pragma: no cover - runs in the judge's own process
-    """The local judge's process: load the model once, then answer batches of chat requests until told to stop."""
-    try:
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        cuda = torch.cuda.is_available()
-        dtype = torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float32
-        tokenizer = AutoTokenizer.from_pretrained(model_path)
-        tokenizer.padding_side = "left"
-        if tokenizer.pad_token is None:
-            tokenizer.pad_token = tokenizer.eos_token
-        model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype).to("cuda" if cuda else "cpu").eval()
-    except Exception as exc:  # noqa: BLE001
-        conn.send(("error", f"{type(exc).__name__}: {exc}"))
-        return
-    conn.send(("ready", None))
-    while True:
-        try:
-            message = conn.recv()
-        except EOFError:
-            return
-        if message[0] == "stop":
-            return
-        _, requests, temperature, max_tokens = message
-        try:
-            batch = tokenizer.apply_chat_template(requests, add_generation_prompt=True, padding=True,
-                                                  return_tensors="pt", return_dict=True).to(model.device)
-            with torch.inference_mode():
-                out = model.generate(**batch, max_new_tokens=max_tokens, do_sample=temperature > 0,
-                                     temperature=temperature if temperature > 0 else None, top_p=None, top_k=None,
-                                     pad_token_id=tokenizer.pad_token_id)
-            texts = tokenizer.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
-            conn.send(("ok", [t.strip() for t in texts]))
-        except Exception as exc:  # noqa: BLE001
-            conn.send(("error", f"{type(exc).__name__}: {exc}"))
-
-
 class LocalBackend:
     """A Hugging Face model in a worker process of its own, loaded on first use and kept loaded; batched."""
 
@@ -289,73 +256,112 @@ class LocalBackend:
     def __init__(self, model: str, timeout_s: float, batch_size: int):
         self.model, self.timeout_s, self.batch_size = model, timeout_s, batch_size
         self._proc: Any = None
-        self._conn: Any = None
+        self._send: Any = None
+        self._recv: Any = None
         self._lock = threading.Lock()
+        self._call_lock = threading.Lock()  # one batch in flight: requests and replies pair up in order
 
     def _start(self) -> None:
-        import multiprocessing as mp
-
+        """Start `python -m rewards._judge_worker` (a fresh interpreter: no CUDA or thread state inherited from the
+        trainer, no re-import of the caller's main module) and wait until it has loaded the model."""
         path = _resolve_model(self.model)
-        ctx = mp.get_context("spawn")  # a fresh interpreter: no CUDA or thread state inherited from the trainer
-        parent, child = ctx.Pipe()
-        proc = ctx.Process(target=_local_worker, args=(child, path), daemon=True, name="rft-judge")
-        proc.start()
-        child.close()
-        if not parent.poll(self.LOAD_TIMEOUT_S):
-            proc.kill()
-            raise ValueError(f"the local judge {self.model!r} did not load within {self.LOAD_TIMEOUT_S:.0f} s")
-        kind, detail = parent.recv()
-        if kind != "ready":
-            proc.join(5)
+        req_r, req_w = os.pipe()
+        resp_r, resp_w = os.pipe()
+        path_entries = [_PACKAGE_ROOT, os.environ.get("PYTHONPATH")]
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in path_entries if p))
+        try:
+            proc = subprocess.Popen([sys.executable, "-m", "rewards._judge_worker", path, str(req_r), str(resp_w)],
+                                    pass_fds=(req_r, resp_w), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.PIPE, env=env)
+        finally:
+            os.close(req_r)
+            os.close(resp_w)
+        self._proc, self._send, self._recv = proc, os.fdopen(req_w, "w", encoding="utf-8"), \
+            os.fdopen(resp_r, "r", encoding="utf-8")
+        reply = self._read(self.LOAD_TIMEOUT_S)
+        if reply is None or reply[0] != "ready":
+            detail = reply[1] if reply else self._exit_detail()
+            self.stop()
             raise ValueError(f"the local judge {self.model!r} could not be loaded: {detail}")
-        self._proc, self._conn = proc, parent
+
+    def _read(self, timeout_s: float) -> list[Any] | None:
+        """The worker's next message, or None when it sends none within `timeout_s` or has died."""
+        ready, _, _ = select.select([self._recv], [], [], timeout_s)
+        line = self._recv.readline() if ready else ""
+        return json.loads(line) if line else None
+
+    def _exit_detail(self) -> str:
+        if self._proc is None or self._proc.poll() is None:
+            return f"no answer within {self.LOAD_TIMEOUT_S:.0f} s"
+        tail = (self._proc.stderr.read() or b"").decode("utf-8", "replace").strip().splitlines()
+        return f"its process exited with code {self._proc.returncode}" + (f" ({tail[-1][:200]})" if tail else "")
 
     def stop(self) -> None:
+        """End the worker process (politely, then by force)."""
         with self._lock:
-            if self._proc is not None:
+            proc, self._proc = self._proc, None
+            if proc is None:
+                return
+            try:
+                self._send.write(json.dumps(["stop"]) + "\n")
+                self._send.flush()
+            except (OSError, ValueError):
+                pass
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+            for stream in (self._send, self._recv, proc.stderr):
                 try:
-                    self._conn.send(("stop",))
-                except (OSError, ValueError):
+                    stream.close()
+                except (OSError, AttributeError):
                     pass
-                self._proc.join(5)
-                if self._proc.is_alive():
-                    self._proc.kill()
-            self._proc = self._conn = None
 
-    def complete(self, requests: list[Messages], temperature: float, max_tokens: int) -> list[Reply]:
-        with self._lock:
-            if self._proc is None or not self._proc.is_alive():
-                self._start()
-            out: list[Reply] = []
-            for i in range(0, len(requests), self.batch_size):
-                chunk = requests[i:i + self.batch_size]
-                start = time.perf_counter()
-                self._conn.send(("generate", chunk, temperature, max_tokens))
-                if not self._conn.poll(self.timeout_s):
-                    self._proc.kill()  # a judge stuck past its timeout is restarted on the next call
-                    self._proc = None
-                    error = f"the local judge did not answer within {self.timeout_s:g} s (timeout_s)"
-                    return out + [(None, error, self.timeout_s)] * (len(requests) - len(out))
-                kind, detail = self._conn.recv()
-                each = (time.perf_counter() - start) / len(chunk)  # one batched call: its time shared out
-                out += [(text, None, each) for text in detail] if kind == "ok" else [(None, detail, each)] * len(chunk)
-            return out
+    def complete(self, requests: list[Messages], temperature: float, max_tokens: int,
+                 values: list[int] | None = None) -> list[Reply]:
+        """The judge's replies; with `values` (score_mode 'expected') each reply states the expected score."""
+        with self._call_lock:
+            return self._complete(requests, temperature, max_tokens, values)
+
+    def _complete(self, requests: list[Messages], temperature: float, max_tokens: int,
+                  values: list[int] | None) -> list[Reply]:
+        if self._proc is None or self._proc.poll() is not None:
+            self.stop()
+            self._start()
+        out: list[Reply] = []
+        for i in range(0, len(requests), self.batch_size):
+            chunk = requests[i:i + self.batch_size]
+            start = time.perf_counter()
+            self._send.write(json.dumps(["generate", chunk, temperature, max_tokens, values]) + "\n")
+            self._send.flush()
+            reply = self._read(self.timeout_s)
+            each = (time.perf_counter() - start) / len(chunk)  # one batched call: its time shared out
+            if reply is None:  # stuck past its timeout, or dead: restarted on the next call
+                error = (f"the local judge did not answer within {self.timeout_s:g} s (timeout_s)"
+                         if self._proc.poll() is None else f"the local judge stopped: {self._exit_detail()}")
+                self.stop()
+                return out + [(None, error, each)] * (len(requests) - len(out))
+            kind, detail = reply
+            out += [(text, None, each) for text in detail] if kind == "ok" else [(None, detail, each)] * len(chunk)
+        return out
 
     def __getstate__(self) -> dict[str, Any]:
         return {"model": self.model, "timeout_s": self.timeout_s, "batch_size": self.batch_size, "_proc": None,
-                "_conn": None}
+                "_send": None, "_recv": None}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self._lock = threading.Lock()
+        self._lock, self._call_lock = threading.Lock(), threading.Lock()
 
 
 # -- the rewards ------------------------------------------------------------------------------------------------------
 class _JudgeBase(Reward):
-    param_names = ("rubric", "scale", "json_field", "backend", "model", "base_url", "api_key_env", "system",
-                   "temperature", "max_tokens", "timeout_s", "retries", "concurrency")
+    param_names = ("rubric", "scale", "json_field", "score_mode", "backend", "model", "base_url", "api_key_env",
+                   "system", "temperature", "max_tokens", "timeout_s", "retries", "concurrency")
 
-    def __init__(self, rubric: str, scale: Sequence[float], json_field: str | None, backend: str, model: str,
+    def __init__(self, rubric: str, scale: Sequence[float], json_field: str | None, score_mode: str, backend: str,
+                 model: str,
                  base_url: str | None, api_key_env: str | None, system: str | None, temperature: float,
                  max_tokens: int, timeout_s: float, retries: int, concurrency: int, name: str | None):
         super().__init__(name)
@@ -364,6 +370,10 @@ class _JudgeBase(Reward):
             raise ValueError("parameter 'rubric' must contain {completion} (or {completions} for a group judge): "
                              "without it the judge never sees the reply it scores")
         check_choice("backend", backend, BACKENDS)
+        check_choice("score_mode", score_mode, SCORE_MODES)
+        if score_mode == "expected" and backend != "local":
+            raise ValueError("score_mode 'expected' reads the judge's token probabilities, which only the local "
+                             "backend has: use backend 'local', or score_mode 'reply'")
         if not (isinstance(scale, (list, tuple)) and len(scale) == 2 and all(isinstance(v, (int, float))
                                                                              for v in scale) and scale[0] < scale[1]):
             raise ValueError(f"parameter 'scale' must be [low, high] with low < high, got {scale!r}")
@@ -377,8 +387,11 @@ class _JudgeBase(Reward):
                              "for vLLM or transformers serve, https://api.openai.com/v1 for OpenAI)")
         if not isinstance(model, str) or not model.strip():
             raise ValueError("parameter 'model' must name the judge model")
+        if score_mode == "expected" and not all(float(v).is_integer() for v in scale):
+            raise ValueError(f"score_mode 'expected' needs an integer scale, got {scale!r}")
         self.rubric, self.scale, self.json_field, self.backend, self.model = rubric, list(scale), json_field, \
             backend, model
+        self.score_mode = score_mode
         self.base_url, self.api_key_env, self.system, self.temperature = base_url, api_key_env, system, temperature
         self.max_tokens, self.timeout_s, self.retries, self.concurrency = max_tokens, timeout_s, retries, concurrency
         self._backend: Any = (OpenAIBackend(base_url, model, api_key_env, timeout_s, retries, concurrency)
@@ -424,7 +437,11 @@ class _JudgeBase(Reward):
                 else:
                     todo.setdefault(text, []).append(i)
         if todo:
-            replies = self._backend.complete([self._messages(t) for t in todo], self.temperature, self.max_tokens)
+            values = (list(range(int(self.scale[0]), int(self.scale[1]) + 1)) if self.score_mode == "expected"
+                      else None)
+            messages = [self._messages(t) for t in todo]
+            replies = (self._backend.complete(messages, self.temperature, self.max_tokens, values) if values else
+                       self._backend.complete(messages, self.temperature, self.max_tokens))
             with self._lock:
                 self.calls += len(todo)
             for (text, indices), (reply, error, seconds) in zip(todo.items(), replies):
@@ -534,17 +551,20 @@ class LLMGroupJudge(_JudgeBase):
         return out
 
 
-def _judge_kwargs(rubric: str, scale: Sequence[float], json_field: str | None, backend: str, model: str,
+def _judge_kwargs(rubric: str, scale: Sequence[float], json_field: str | None, score_mode: str, backend: str,
+                  model: str,
                   base_url: str | None, api_key_env: str | None, system: str | None, temperature: float,
                   max_tokens: int, timeout_s: float, retries: int, concurrency: int, name: str | None
                   ) -> dict[str, Any]:
-    return dict(rubric=rubric, scale=scale, json_field=json_field, backend=backend, model=model, base_url=base_url,
+    return dict(rubric=rubric, scale=scale, json_field=json_field, score_mode=score_mode, backend=backend, model=model,
+                base_url=base_url,
                 api_key_env=api_key_env, system=system, temperature=temperature, max_tokens=max_tokens,
                 timeout_s=timeout_s, retries=retries, concurrency=concurrency, name=name)
 
 
 def make_llm_judge(rubric: str = "helpfulness", scale: Sequence[float] = (1, 10), json_field: str | None = None,
-                   backend: str = "local", model: str = "default", base_url: str | None = None,
+                   score_mode: str = "reply", backend: str = "local", model: str = "default",
+                   base_url: str | None = None,
                    api_key_env: str | None = None, system: str | None = None, temperature: float = 0.0,
                    max_tokens: int = 64, timeout_s: float = 60.0, retries: int = 2, concurrency: int = 8,
                    name: str | None = None) -> LLMJudge:
@@ -556,6 +576,9 @@ def make_llm_judge(rubric: str = "helpfulness", scale: Sequence[float] = (1, 10)
             polite_and_short.
         scale: [low, high] of the score the rubric asks for; replies off the scale score None.
         json_field: read the score from this field of a JSON reply instead of a number in the text.
+        score_mode: 'reply' (read the score the judge writes) or 'expected' (local backend: prefill "Score: " and
+            take the expected value of the judge's next token over the scale's values, as G-Eval does; every
+            completion gets a score, which small judges otherwise rarely write).
         backend: 'local' (a model in a worker process of its own) or 'openai' (an OpenAI-compatible endpoint).
         model: the judge: a model folder, a hub id or 'default' (local); the served model's name (openai).
         base_url: the OpenAI-compatible endpoint (openai backend), e.g. http://127.0.0.1:8000/v1. Nothing else is
@@ -568,12 +591,13 @@ def make_llm_judge(rubric: str = "helpfulness", scale: Sequence[float] = (1, 10)
         retries: retries of a failed request, with exponential back-off (openai backend).
         concurrency: requests in flight at once (openai) or the batch size (local, at least 8).
     """
-    return LLMJudge(**_judge_kwargs(rubric, scale, json_field, backend, model, base_url, api_key_env, system,
-                                    temperature, max_tokens, timeout_s, retries, concurrency, name))
+    return LLMJudge(**_judge_kwargs(rubric, scale, json_field, score_mode, backend, model, base_url, api_key_env,
+                                    system, temperature, max_tokens, timeout_s, retries, concurrency, name))
 
 
 def make_llm_judge_group(rubric: str = "group_helpfulness", scale: Sequence[float] = (1, 10),
-                         json_field: str | None = None, backend: str = "local", model: str = "default",
+                         json_field: str | None = None, score_mode: str = "reply", backend: str = "local",
+                         model: str = "default",
                          base_url: str | None = None,
                          api_key_env: str | None = None, system: str | None = None, temperature: float = 0.0,
                          max_tokens: int = 128, timeout_s: float = 120.0, retries: int = 2, concurrency: int = 4,
@@ -587,6 +611,7 @@ def make_llm_judge_group(rubric: str = "group_helpfulness", scale: Sequence[floa
         scale: [low, high] of each score; a reply that does not give exactly one on-scale score per completion
             scores the group None.
         json_field: unused by the group judge (it reads a JSON list or numbered lines).
+        score_mode: only 'reply' for the group judge (it writes one score per completion).
         backend: 'local' or 'openai', as for llm_judge.
         model: the judge model (see llm_judge).
         base_url: the OpenAI-compatible endpoint (openai backend).
@@ -598,8 +623,11 @@ def make_llm_judge_group(rubric: str = "group_helpfulness", scale: Sequence[floa
         retries: retries of a failed request, with exponential back-off (openai backend).
         concurrency: requests in flight at once (openai) or the batch size (local, at least 8).
     """
-    return LLMGroupJudge(**_judge_kwargs(rubric, scale, json_field, backend, model, base_url, api_key_env, system,
-                                         temperature, max_tokens, timeout_s, retries, concurrency, name))
+    if score_mode != "reply":
+        raise ValueError("the group judge writes one score per completion: score_mode must be 'reply'")
+    return LLMGroupJudge(**_judge_kwargs(rubric, scale, json_field, score_mode, backend, model, base_url,
+                                         api_key_env, system, temperature, max_tokens, timeout_s, retries,
+                                         concurrency, name))
 
 
 def judge_reply(fn: Any, prompt: Any, completion: Any) -> str | None:

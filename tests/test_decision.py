@@ -20,7 +20,10 @@ BASE = dict(has_preferences=False, has_labels=True, verifiable=True)
 # (leaf id, answers, method, phrase the paragraph must contain)
 LEAF_CASES = [
     ("dpo_pairs", Answers(has_preferences=True), "dpo", "preference pairs"),
-    ("dpo_collect", Answers(has_preferences=False, has_labels=False, verifiable=False), "dpo", "human judgement"),
+    ("dpo_collect", Answers(has_preferences=False, has_labels=False, verifiable=False, model_can_judge=False), "dpo",
+     "human judgement"),
+    ("grpo_judge", Answers(has_preferences=False, has_labels=False, verifiable=False, model_can_judge=True), "grpo",
+     "judge calls per step"),
     ("grpo_unlabelled", Answers(has_preferences=False, has_labels=False, verifiable=True, rewards=["json_valid"]),
      "grpo", "needs no labelled answers"),
     ("prefix_rft_few", Answers(**BASE, n_examples=40, has_demonstrations=True), "prefix_rft", "fewer than 100"),
@@ -212,3 +215,21 @@ def test_recommendations_cite_the_measured_comparison_where_it_applies() -> None
         else:
             assert rec.evidence is None and MEASURED_DOC not in rec.paragraph
     assert {"grpo_few", "prefix_rft", "dft", "sft_short"} <= set(EVIDENCE)
+
+
+def test_rlaif_branch_carries_a_judge_reward_into_a_valid_runspec() -> None:
+    """No labels, nothing a program can check: a model judge with GRPO is offered beside DPO / KTO, with its cost."""
+    from app.engine.advice import presets
+
+    collect = recommend(Answers(has_preferences=False, has_labels=False, verifiable=False))
+    assert collect.method == "dpo" and "model_can_judge" in collect.missing
+    assert any(m == "grpo" and "judge calls per step" in why for m, why in collect.alternatives)
+    assert {"kto", "sft"} <= {m for m, _ in collect.alternatives}
+    judge = recommend(Answers(has_preferences=False, has_labels=False, verifiable=False, model_can_judge=True))
+    assert judge.method == "grpo" and judge.suggested_rewards == ["llm_judge"]
+    assert "16 judge calls per step (2 with llm_judge_group)" in judge.paragraph
+    assert {m for m, _ in judge.alternatives} == {"dpo", "kto"}
+    spec = presets.recommended_spec(judge, gpu=False)
+    spec.validate()
+    (reward,) = spec.rewards
+    assert reward.name == "llm_judge" and reward.params["rubric"] == "helpfulness"

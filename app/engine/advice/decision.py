@@ -7,7 +7,9 @@ The tree (question nodes ask one `Answers` field; "default" is the branch assume
       no  -> labels  Do you have labelled answers (or target completions)?                default: yes
         no  -> verifiable_unlabelled  Can a program check a completion?                  default: yes
           yes -> grpo_unlabelled   GRPO: the reward is the only signal needed.
-          no  -> dpo_collect       Collect human preferences, then DPO (RLHF).
+          no  -> judge  Could a model grade a reply against a written rubric?             default: no
+            yes -> grpo_judge      GRPO with an LLM judge as the reward (RLAIF).
+            no  -> dpo_collect     Collect human preferences, then DPO (RLHF); KTO beside it.
         yes -> verifiable  Can a program check a completion against the label?           default: no
           yes -> few  Fewer than FEW_EXAMPLES (100) labelled examples?                    default: no
             yes -> demos_few  Do the labels include worked demonstrations?                default: no
@@ -54,7 +56,12 @@ QUESTIONS: dict[str, str] = {
     "n_examples": "How many labelled examples do you have?",
     "reasoning_helps": "Does working step by step (chain-of-thought) help on this task?",
     "has_demonstrations": "Do the labels include worked demonstrations (reasoning that leads to the answer)?",
+    "model_can_judge": "Could a model grade a reply against a rubric you can write (helpfulness, tone, faithfulness)?",
 }
+# GRPO's judge calls per step with the defaults below: one per completion, or one per group with llm_judge_group.
+JUDGE_CALLS = f"{BATCH_SIZE} judge calls per step ({BATCH_SIZE // NUM_GENERATIONS} with llm_judge_group)"
+JUDGE_REWARD = {"name": "llm_judge", "weight": 1.0,
+                "params": {"rubric": "helpfulness", "scale": [1, 10], "backend": "local", "model": "default"}}
 
 
 @dataclass
@@ -67,6 +74,7 @@ class Answers:
     reasoning_helps: bool | None = None  # chain-of-thought helps on the task
     has_demonstrations: bool | None = None  # labels include worked solutions
     has_preferences: bool | None = None  # rows are prompt / chosen / rejected pairs
+    model_can_judge: bool | None = None  # a model could grade replies against a rubric (RLAIF)
     rewards: list[str] | None = None  # not a question: registry rewards that check the answers (from the profile)
 
 
@@ -139,7 +147,19 @@ _NODES: tuple[Node, ...] = (
               ("verifiable", "you have labelled answers"), ("verifiable_unlabelled", "you have no labelled answers")),
     _question("verifiable_unlabelled", "Program<br>can check?", "verifiable", True,
               ("grpo_unlabelled", "a program can check whether a completion is correct"),
-              ("dpo_collect", "no program can check a completion")),
+              ("judge", "no program can check a completion")),
+    _question("judge", "Model<br>can judge?", "model_can_judge", False,
+              ("grpo_judge", "a model could grade replies against a rubric"),
+              ("dpo_collect", "grading needs a person")),
+    Node("grpo_judge", "GRPO<br>(LLM judge)", method="grpo", title="GRPO with an LLM judge (RLAIF)",
+         rationale="a model grades each sampled reply against your rubric (the llm_judge reward) and GRPO learns "
+         f"from those grades, with no labels and no person in the loop; it costs {JUDGE_CALLS}, so the judge's "
+         "speed bounds the run's. The judge's quality bounds what the policy learns: use a judge much stronger than "
+         "the model you tune (a 7B+ instruct model behind vLLM or Ollama, or a hosted one), and read its replies in "
+         "the samples.",
+         alternatives=(("dpo", "DPO on pairs a person picks, if no judge model is good enough or its grades do not "
+                        "match yours: a few hundred pairs, no judge calls during training."),
+                       ("kto", "KTO on 👍 / 👎 marks a person gives, the cheapest human signal to collect."))),
     Node("grpo_unlabelled", "GRPO<br>(no labels)", method="grpo", title="GRPO with a checking reward",
          rationale="GRPO needs no labelled answers: it samples several completions per prompt and the reward that "
          "checks them supplies the whole learning signal.",
@@ -147,7 +167,9 @@ _NODES: tuple[Node, ...] = (
     Node("dpo_collect", "DPO<br>(collect)", method="dpo", title="Collect human preferences, then DPO (RLHF)",
          rationale="without labels or an automatic check the remaining signal is human judgement: sample two "
          "replies per prompt, let a person pick the better one, and train on those preference pairs with DPO.",
-         alternatives=(("sft", "SFT, if you can write target completions instead."),)),
+         alternatives=(("sft", "SFT, if you can write target completions instead."),
+                       ("grpo", f"GRPO with an LLM judge (RLAIF), if a model can grade replies against a rubric: "
+                        f"{JUDGE_CALLS}, no person in the loop."))),
     _question("verifiable", "Program<br>can check?", "verifiable", False,
               ("few", "a program can check a completion against the label"),
               ("reasoning_open", "no program can check a completion (free-form answers)")),
@@ -339,6 +361,8 @@ def _join(items: list[str]) -> str:
 
 def _rewards(leaf: Node, answers: Answers) -> list[str]:
     """Rewards that check the answers: trained on by RL methods, used for held-out evaluation by SFT/DFT."""
+    if leaf.id == "grpo_judge":
+        return [JUDGE_REWARD["name"]]
     if _learns_from_marks(leaf.method) or answers.verifiable is False:
         return []
     rewards = list(answers.rewards or [])
@@ -359,7 +383,9 @@ def _spec_overrides(method: str, answers: Answers, rewards: list[str]) -> dict[s
         }
         spec["generation"] = {"max_length": max_length}
         return spec
-    spec["rewards"] = [{"name": name, "weight": 1.0} for name in rewards[:1]]  # one primary reward to start
+    # one primary reward to start; the judge with its rubric and backend spelled out, to edit
+    spec["rewards"] = [dict(JUDGE_REWARD) if name == JUDGE_REWARD["name"] else {"name": name, "weight": 1.0}
+                       for name in rewards[:1]]
     spec["training"] = {
         "learning_rate": LORA_LEARNING_RATE, "max_steps": MAX_STEPS, "per_device_train_batch_size": BATCH_SIZE
     }
@@ -398,6 +424,8 @@ def answers_from_profile(profile: DatasetProfile) -> tuple[Answers, dict[str, st
     reasons["n_examples"] = f"The dataset has {n:,} {'labelled ' if has_labels else ''}rows."
     reasons["reasoning_helps"] = profile.reasoning_reason
     reasons["has_demonstrations"] = profile.demonstration_reason
+    reasons["model_can_judge"] = ("The data cannot tell whether a model could grade its replies: answer it yourself "
+                                  "when no program can check them.")
     answers = Answers(
         has_labels=has_labels,
         verifiable=verifiable,

@@ -8,6 +8,8 @@ verifiable task on which RFT visibly works on a CPU. Each row carries:
   completion the ideal reply (for SFT / DFT)
   solution  a short worked answer, "a + b = c" (a demonstration, e.g. for Prefix-RFT)
 
+`support`: customer-support messages for a model judge (see `support_rows`).
+
 `arithmetic_pairs`: the same questions as preference pairs for DPO (TRL's format: prompt / chosen / rejected).
   chosen    the correct sum, alone (what the prompt asks for)
   rejected  a plausible wrong sum (off by one or two, off by ten, digits swapped), half of the time written
@@ -66,6 +68,25 @@ def arithmetic_pair_rows(n: int | None = None, low: int = 1, high: int = 50, see
     return out
 
 
+SUPPORT_SUBJECTS = ("parcel", "order", "refund", "invoice", "password reset email", "subscription",
+                    "replacement part", "gift card")
+SUPPORT_MESSAGES = ("My {s} has not arrived yet.", "I was charged twice for my {s}.", "My {s} arrived damaged.",
+                    "How do I cancel my {s}?", "Where is my {s}? It has been two weeks.",
+                    "Can I change the address for my {s}?", "The {s} you sent is the wrong one.",
+                    "Nobody answered my last email about my {s}.")
+
+
+def support_rows(n: int | None = None, seed: int = 0) -> list[dict[str, Any]]:
+    """Customer-support messages (8 subjects × 8 complaints), shuffled with `seed`; the first `n` (None: all).
+    No program can check a reply: a judge (llm_judge with the polite_and_short rubric) or a person grades it.
+    `completion` is one polite, short reply per message, for SFT or as a reference."""
+    rows = [{"prompt": message.format(s=subject),
+             "completion": f"Thank you for telling us, and sorry about your {subject}. We will sort it out today."}
+            for subject in SUPPORT_SUBJECTS for message in SUPPORT_MESSAGES]
+    random.Random(seed).shuffle(rows)
+    return rows[:n] if n is not None else rows
+
+
 _SUM_QUESTION = re.compile(r"what is\s+(-?\d+)\s*\+\s*(-?\d+)", re.IGNORECASE)
 
 
@@ -86,12 +107,16 @@ def arithmetic_key(question: str) -> str:
 BUILTIN_TASKS: dict[str, Callable[..., list[dict[str, Any]]]] = {
     "arithmetic": arithmetic_rows,
     "arithmetic_pairs": arithmetic_pair_rows,
+    "support": support_rows,
 }
 BUILTIN_DESCRIPTIONS = {
     "arithmetic": "Addition of two numbers in 1..50, 'Reply with only the number' (answer column: the sum). "
     "Verifiable, tiny, and the default model gets about a third right: RFT shows its effect on a CPU.",
     "arithmetic_pairs": "The arithmetic questions as preference pairs for DPO: chosen = the correct sum, rejected = "
     "a plausible wrong one (half of them written 'a + b = wrong'). Columns: prompt, chosen, rejected, answer.",
+    "support": "64 customer-support messages (8 subjects × 8 complaints) whose replies should be polite and short: "
+    "no program can check them, a model judge or a person grades them (recipes/judge-grpo.yaml). Columns: prompt, "
+    "completion (one polite reply).",
 }
 
 
