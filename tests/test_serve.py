@@ -61,7 +61,20 @@ def test_the_cli_serves_the_adapter_and_answers_like_the_in_process_model(run_wi
         model, tok = load_model(ModelRef("run", run_base(run_with_adapter), str(run_with_adapter / "adapter")))
         texts, _ = generate_completions(model, tok, [QUESTION], max_new_tokens=8)
         assert served.strip() == texts[0].strip()
-        # ... so it can be another run's judge (the openai backend against it)
+        # ... a column of 4 · Compare: the same reply as the adapter loaded in the app
+        from app.engine.evaluation import compare as cmp
+        from app.engine.evaluation.endpoint import save_endpoint, saved_endpoints
+
+        column = cmp.endpoint_ref(base_url, str(model_dir))
+        assert cmp.parse_model_key(column.key) == column
+        result = cmp.compare_models([column, cmp.parse_model_key(f"adapter::{run_with_adapter / 'adapter'}")],
+                                    [{"prompt": "What is 2 + 2?"}], max_new_tokens=8)
+        outputs = [result.outputs[label][0]["completion"].strip() for label in result.models]
+        assert outputs[0] == outputs[1] == texts[0].strip()
+        save_endpoint(tmp_path / "endpoints.json", base_url, str(model_dir))
+        save_endpoint(tmp_path / "endpoints.json", base_url, str(model_dir))
+        assert saved_endpoints(tmp_path / "endpoints.json") == [(base_url, str(model_dir))]
+        # ... and another run's judge (the openai backend against it)
         judge = rewards.get("llm_judge", backend="openai", base_url=base_url, model=str(model_dir), max_tokens=8,
                             retries=0)
         (judged,) = judge.judge(["4"], prompts=[QUESTION])
@@ -82,6 +95,10 @@ def test_serving_refuses_a_taken_port_and_a_missing_run(run_with_adapter, tmp_pa
         serve.start(run_with_adapter, tmp_path, port=70000)
     with pytest.raises(serve.CompareError, match="does not exist"):
         serve.start(tmp_path / "missing", tmp_path, port=free_port())
+    with pytest.raises(serve.CompareError, match="not an http"):
+        from app.engine.evaluation.compare import endpoint_ref
+
+        endpoint_ref("127.0.0.1:8000", "m")
     with pytest.raises(serve.ServeError, match="unknown engine"):
         serve.pick_engine("tgi")
     assert not (tmp_path / ".served").exists()

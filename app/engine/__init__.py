@@ -62,6 +62,7 @@ _API: dict[str, tuple[str, str | None]] = {
     "resolve_model": ("app.engine.training.models", "resolve_model"),
     "compare": ("app.engine.evaluation.compare", None),
     "export": ("app.engine.evaluation.export", None),
+    "serve": ("app.engine.evaluation.serve", None),
     "compare_models": ("app.engine.evaluation.compare", "compare_models"),
     "method_compare": ("app.engine.evaluation.method_compare", None),
     "CompareConfig": ("app.engine.evaluation.method_compare", "CompareConfig"),

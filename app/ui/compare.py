@@ -11,6 +11,7 @@ import gradio as gr
 from app.engine.advice import presets
 from app.engine.core import runs
 from app.engine.evaluation import compare as cmp
+from app.engine.evaluation import endpoint, serve
 from app.engine.evaluation import export as exp
 from app.engine.methods import kto
 from app.ui.common import (
@@ -40,8 +41,11 @@ DEFAULT_PROMPTS = ("What is 17 + 25? Reply with only the number. => 42\n"
                    "What is 23 + 19? Reply with only the number. => 42")
 
 
-def model_choices(runs_dir: Path) -> list[tuple[str, str]]:
-    return [(r.label, r.key) for r in cmp.available_models(runs_dir)]
+def model_choices(runs_dir: Path, endpoints_file: Path | None = None) -> list[tuple[str, str]]:
+    refs = cmp.available_models(runs_dir)
+    if endpoints_file is not None:
+        refs += [cmp.endpoint_ref(url, model) for url, model in endpoint.saved_endpoints(endpoints_file)]
+    return [(r.label, r.key) for r in refs]
 
 
 def run_choices(runs_dir: Path, with_adapter: bool = False) -> list[tuple[str, str]]:
@@ -132,6 +136,14 @@ def _pick_section(c: dict[str, Any]) -> tuple[gr.Group, gr.Group, gr.Group]:
                                        info="The base model, each run's final adapter, and its checkpoints.",
                                        elem_id="compare-models")
         c["refresh_btn"] = gr.Button("↻ Refresh models and runs", size="sm")
+        with gr.Accordion("Add a served model (OpenAI-compatible endpoint)", open=False, elem_id="compare-ep"):
+            with gr.Row(equal_height=True):
+                c["ep_url"] = gr.Textbox("", label="Base URL", placeholder="http://127.0.0.1:8000/v1", scale=3,
+                                         max_lines=1, elem_id="compare-ep-url")
+                c["ep_model"] = gr.Textbox("", label="Model name", scale=3, max_lines=1, elem_id="compare-ep-model",
+                                           info="python -m app.serve prints both")
+                c["ep_add"] = gr.Button("Add", size="sm", scale=1, min_width=60, elem_id="compare-ep-add")
+            c["ep_status"] = gr.HTML("", elem_id="compare-ep-status")
         c["mode"] = gr.Radio([HELD_OUT, TYPED, FILE, TRAIN_ROWS], value=TYPED, label="Prompts",
                              elem_id="compare-mode")
         with gr.Group(visible=False) as held_group:
@@ -238,7 +250,11 @@ def _export_section(c: dict[str, Any]) -> None:
                                          elem_id="compare-exp-check")
         c["exp_cmd"] = gr.Code("", language="shell", label="Same export from a terminal", interactive=False,
                                lines=1, elem_id="compare-exp-cmd")
-        c["exp_btn"] = gr.Button("Export", variant="primary", elem_id="compare-exp-btn")
+        with gr.Row(equal_height=True):
+            c["exp_btn"] = gr.Button("Export", variant="primary", elem_id="compare-exp-btn")
+            c["srv_port"] = gr.Number(8000, precision=0, label="Port", scale=0, min_width=100,
+                                      elem_id="compare-srv-port")
+            c["srv_btn"] = gr.Button("Serve over the OpenAI API (127.0.0.1)", elem_id="compare-srv-btn")
         c["exp_status"] = gr.HTML("", elem_id="compare-exp-status")
 
 
@@ -528,11 +544,31 @@ def _wire_export(c: dict[str, Any], ctx: UIContext) -> None:
     c["exp_btn"].click(export, [*form, c["exp_out"], c["exp_check"]], c["exp_status"],
                        concurrency_limit=1, concurrency_id="inference")
 
+    def serve_run(run: str | None, port: Any, progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:
+        if not run:
+            return warn("Pick a run to serve."), gr.skip()
+        try:
+            served = serve.serve_for_app(ctx.paths.runs_dir / run, ctx.paths.exports_dir, int(port or 8000),
+                                         progress=progress_fn(progress))
+        except cmp.CompareError as exc:
+            return error(esc(exc)), gr.skip()
+        except Exception as exc:
+            return error(f"Could not serve {esc(run)}: {esc(exc)}"), gr.skip()
+        endpoint.save_endpoint(ctx.paths.endpoints_file, served.base_url, served.model)
+        choices = model_choices(ctx.paths.runs_dir, ctx.paths.endpoints_file)
+        return (ok(f"Serving <b>{esc(run)}</b> with {esc(served.engine)} at <code>{esc(served.base_url)}</code>, "
+                   f"model <code>{esc(served.model)}</code> (until the app stops; from a terminal: "
+                   f"<code>python -m app.serve {esc(ctx.paths.runs_dir / run)} --port {int(port or 8000)}</code>). "
+                   "It is also a model column above now."), gr.CheckboxGroup(choices=choices))
+
+    c["srv_btn"].click(serve_run, [c["exp_run"], c["srv_port"]], [c["exp_status"], c["models"]],
+                       concurrency_limit=1, concurrency_id="inference")
+
 
 def _wire_refresh(c: dict[str, Any], ctx: UIContext) -> None:
     """Refresh models and runs: the button, and `c["_load"]` that the shell runs on page load and tab select."""
     def refresh() -> tuple[Any, ...]:
-        choices = model_choices(ctx.paths.runs_dir)
+        choices = model_choices(ctx.paths.runs_dir, ctx.paths.endpoints_file)
         runs_all = run_choices(ctx.paths.runs_dir)
         runs_adapter = run_choices(ctx.paths.runs_dir, with_adapter=True)
         pairs = ctx.paths.preferences_file
@@ -543,6 +579,18 @@ def _wire_refresh(c: dict[str, Any], ctx: UIContext) -> None:
 
     refresh_outputs = [c["models"], c["run"], c["exp_run"], c["download"], c["col_model"], c["col_count"]]
     c["refresh_btn"].click(refresh, None, refresh_outputs)
+
+    def add_endpoint(url: str, model: str, picked: list[str]) -> tuple[Any, ...]:
+        try:
+            ref = cmp.endpoint_ref(url, model)
+        except cmp.CompareError as exc:
+            return gr.skip(), warn(esc(exc))
+        endpoint.save_endpoint(ctx.paths.endpoints_file, ref.endpoint or "", ref.base)
+        choices = model_choices(ctx.paths.runs_dir, ctx.paths.endpoints_file)
+        return (gr.CheckboxGroup(choices=choices, value=[*(picked or []), ref.key]),
+                ok(f"Added <b>{esc(ref.label)}</b>: it generates over HTTP when you compare."))
+
+    c["ep_add"].click(add_endpoint, [c["ep_url"], c["ep_model"], c["models"]], [c["models"], c["ep_status"]])
     c["_load"] = (refresh, refresh_outputs)
 
 

@@ -52,6 +52,11 @@ class WorkbenchPaths:
         return {"pairs": self.preferences_file, "thumbs": self.thumbs_file}[kind]
 
     @property
+    def endpoints_file(self) -> Path:
+        """OpenAI-compatible endpoints added to 4 · Compare as model columns."""
+        return self.data_dir / "endpoints.json"
+
+    @property
     def datasets_dir(self) -> Path:
         return self.data_dir / DATASETS
 

@@ -49,9 +49,15 @@ class ModelRef:
     adapter: str | None = None  # adapter folder (a run's adapter/ or checkpoints/checkpoint-N), or a full model folder
     run: str | None = None  # run folder name, when from a run
 
+    endpoint: str | None = None  # an OpenAI-compatible base URL serving `base` (python -m app.serve, vLLM, …)
+
     @property
     def key(self) -> str:
         """A string that identifies this model (a dropdown value); `parse_model_key` turns it back."""
+        if self.endpoint:
+            from app.engine.evaluation.endpoint import endpoint_key
+
+            return endpoint_key(self.endpoint, self.base)
         return f"{ADAPTER_PREFIX}{self.adapter}" if self.adapter else f"{BASE_PREFIX}{self.base}"
 
 
@@ -117,7 +123,12 @@ def available_models(runs_dir: Path | str | None, bases: Sequence[str] = ("defau
 
 
 def parse_model_key(key: str) -> ModelRef:
-    """The ModelRef of a `ModelRef.key` string (a base model name or an adapter folder)."""
+    """The ModelRef of a `ModelRef.key` string (a base model name, an adapter folder, or an endpoint)."""
+    from app.engine.evaluation.endpoint import ENDPOINT_PREFIX, parse_endpoint_key
+
+    if key.startswith(ENDPOINT_PREFIX):
+        base_url, model = parse_endpoint_key(key)
+        return endpoint_ref(base_url, model)
     if key.startswith(BASE_PREFIX):
         model = key[len(BASE_PREFIX):]
         return ModelRef(base_label(model), model)
@@ -133,6 +144,18 @@ def parse_model_key(key: str) -> ModelRef:
     raise CompareError(f"Unknown model {key!r}: pick a base model or a run's adapter.")
 
 
+def endpoint_ref(base_url: str, model: str) -> ModelRef:
+    """A model served over the OpenAI API as a Compare column; raises CompareError for a URL that is not one."""
+    base_url = (base_url or "").strip().rstrip("/")
+    if not base_url.startswith(("http://", "https://")):
+        raise CompareError(f"{base_url or 'The endpoint'} is not an http(s) URL; give the server's base URL, e.g. "
+                           "http://127.0.0.1:8000/v1 (what python -m app.serve prints).")
+    if not (model or "").strip():
+        raise CompareError("Name the model the endpoint serves (python -m app.serve prints it).")
+    return ModelRef(f"endpoint · {Path(model.strip()).name or model.strip()} · {base_url}", model.strip(),
+                    endpoint=base_url)
+
+
 def adapter_base(folder: Path) -> str:
     try:
         return json.loads((folder / "adapter_config.json").read_text())["base_model_name_or_path"]
@@ -146,7 +169,12 @@ _CACHE_LOCK = threading.Lock()
 
 
 def load_model(ref: ModelRef, progress: ProgressFn | None = None) -> tuple[Any, Any]:
-    """(model, tokenizer) for inference: fp32 on the CPU, eval mode, adapter merged. Cached by `ref.key`."""
+    """(model, tokenizer) for inference: fp32 on the CPU, eval mode, adapter merged. Cached by `ref.key`. An
+    endpoint's model is its client (no tokenizer: the server applies its own chat template)."""
+    if ref.endpoint:
+        from app.engine.evaluation.endpoint import EndpointModel
+
+        return EndpointModel(ref.endpoint, ref.base), None
     with _CACHE_LOCK:
         if ref.key in _CACHE:
             _CACHE.move_to_end(ref.key)
@@ -512,6 +540,7 @@ def count_preferences(path: Path | str) -> int:
 
 __all__ = [
     "ModelRef", "available_models", "parse_model_key", "load_model", "clear_cache", "compare_models", "CompareResult",
-    "CompareError", "prompt_rows_from_text", "held_out_rows", "training_rows", "file_rows", "build_reward_funcs", "save_preference",
+    "CompareError", "endpoint_ref", "prompt_rows_from_text", "held_out_rows", "training_rows", "file_rows",
+    "build_reward_funcs", "save_preference",
     "count_preferences", "TRAINING_STATE_FILES", "is_adapter", "is_model", "run_of", "run_base", "adapter_base",
 ]

@@ -113,6 +113,10 @@ def generate_completions(
     With `num_return_sequences` > 1, replies of one prompt are consecutive. When `should_stop()` turns true
     (checked between batches and at each generated token) generation ends and EvaluationStopped is raised.
     """
+    from app.engine.evaluation.endpoint import EndpointModel
+
+    if isinstance(model, EndpointModel):  # a served model (4 · Compare's endpoint column): it applies its template
+        return model.generate(prompts, max_new_tokens, do_sample, temperature, num_return_sequences)
     tok = getattr(tokenizer, "tokenizer", tokenizer)
     texts = [
         p if isinstance(p, str) else tok.apply_chat_template(p, tokenize=False, add_generation_prompt=True)

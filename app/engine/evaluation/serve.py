@@ -10,6 +10,7 @@ re-merged when the adapter changes), and the merged folder is served by `transfo
 from __future__ import annotations
 
 import argparse
+import atexit
 import importlib.util
 import json
 import shutil
@@ -151,6 +152,30 @@ def start(source: Path | str, exports_dir: Path, port: int = DEFAULT_PORT, check
     raise ServeError(f"{engine} serve did not answer on {health} within {START_TIMEOUT_S:.0f} s")
 
 
+_RUNNING: dict[str, Served] = {}  # the app's servers, by model folder: one each, stopped when the app exits
+
+
+def serve_for_app(source: Path | str, exports_dir: Path, port: int = DEFAULT_PORT, checkpoint: int | None = None,
+                  progress: Callable[[float, str], None] | None = None) -> Served:
+    """`start`, for the app: a model already served (and alive) is returned as it is; all stop at exit."""
+    model_dir = served_model_dir(source, exports_dir, checkpoint, progress)
+    running = _RUNNING.get(str(model_dir))
+    if running is not None and running.proc.poll() is None:
+        return running
+    served = start(source, exports_dir, port, checkpoint, progress=progress, log=exports_dir / SERVED_DIR /
+                   f"{model_dir.name}.log")
+    if not _RUNNING:
+        atexit.register(stop_all)
+    _RUNNING[str(model_dir)] = served
+    return served
+
+
+def stop_all() -> None:
+    """Stop every server the app started."""
+    while _RUNNING:
+        _RUNNING.popitem()[1].stop()
+
+
 def main(argv: list[str] | None = None) -> int:
     from app.engine.core.folders import resolve_paths
 
@@ -191,4 +216,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 __all__ = ["ENGINES", "HOST", "Served", "ServeError", "pick_engine", "served_model_dir", "serve_command", "start",
-           "main"]
+           "serve_for_app", "stop_all", "main"]
