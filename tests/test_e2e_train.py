@@ -89,6 +89,22 @@ def test_two_step_run_writes_the_run_folder(recipe, tmp_path):
         assert all("numeric_answer" in s["rewards"] for s in samples)
 
 
+def test_judge_grpo_recipe_trains_with_a_model_judge_and_keeps_its_replies(tmp_path):
+    """recipes/judge-grpo.yaml as shipped (the default model as policy and as local judge), two steps."""
+    run_dir = tmp_path / "run"
+    proc = cli(str(ROOT / "recipes" / "judge-grpo.yaml"), "--run-dir", str(run_dir), "--max-steps", "2",
+               *sets(SMALL + ["logging.eval_every=0"]))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    steps = [r for r in metrics(run_dir) if "loss" in r]
+    assert [r["step"] for r in steps] == [1, 2]
+    for r in steps:
+        assert 0.0 <= r["rewards/llm_judge/mean"] <= 1.0 and r["reward_errors/llm_judge"] == 0
+    evals = [r for r in metrics(run_dir) if "eval/reward" in r]
+    assert [r["step"] for r in evals] == [0, 2] and evals[-1]["eval/accuracy"] is None  # no correctness reward
+    samples = runs.read_jsonl(run_dir / "samples.jsonl")[0]
+    assert samples and all(s["judge"]["llm_judge"].startswith("Score: ") for s in samples)
+
+
 def test_bad_spec_stops_before_creating_a_run(tmp_path):
     proc = cli(str(ROOT / "recipes" / "arithmetic-grpo.yaml"), "--runs-dir", str(tmp_path), "--set", "rewards=[{name: no_such_reward}]")
     assert proc.returncode == 2

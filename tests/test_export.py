@@ -104,7 +104,7 @@ def test_fp32_exports_round_trip_exactly(run_with_adapter, tmp_path, kind):
     assert manifest["kind"] == kind and manifest["round_trip"]["agreement"] == 1.0
 
 
-@pytest.mark.parametrize("gguf_type", ["f16", "q8_0"])
+@pytest.mark.parametrize("gguf_type", ["q8_0"])  # f16 and bf16 take the same path: measured in docs
 def test_gguf_export_loads_back_with_transformers_and_matches(smol_vocab_run, tmp_path, gguf_type):
     from gguf import GGUFReader
 
