@@ -402,6 +402,7 @@ class _JudgeBase(Reward):
         self._replies: OrderedDict[tuple[str, str], str | None] = OrderedDict()
         self._lock = threading.Lock()
         self.calls = 0  # judge requests sent (cache hits excluded)
+        self.last_judgements: list[Judgement] = []
 
     def _fields(self, i: int, prompts: list[Any], kwargs: dict[str, Any]) -> dict[str, Any]:
         fields = {k: (v[i] if isinstance(v, (list, tuple)) and i < len(v) else v)
@@ -480,6 +481,7 @@ class _JudgeBase(Reward):
     def score_with_errors(self, completions: Sequence[Any], **kwargs: Any
                           ) -> tuple[list[float | None], list[str | None]]:
         judged = self.judge(completions, **kwargs)
+        self.last_judgements = judged  # the playground shows each reply, its score and its time
         return [j.score for j in judged], [j.error for j in judged]
 
     def judge(self, completions: Sequence[Any], **kwargs: Any) -> list[Judgement]:  # pragma: no cover

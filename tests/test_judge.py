@@ -194,3 +194,21 @@ def test_local_backend_keeps_one_judge_process_loaded():
     finally:
         judge.close()
     assert judge._backend._proc is None
+
+
+def test_the_playground_and_the_sample_table_show_what_the_judge_wrote():
+    from app.engine.evaluation import playground as pg
+    from app.ui.train import samples_frame
+
+    port = free_port()
+    funcs, _ = pg.build_rewards([("llm_judge", 1.0, {"backend": "openai", "base_url": f"http://127.0.0.1:{port}/v1",
+                                                     "model": "m", "retries": 0})])
+    result = pg.run_playground(pg.typed_rows("My parcel has not arrived yet.", "\n".join(REPLIES)), funcs,
+                               group_size=2)
+    assert result.judge_headers == pg.JUDGE_HEADERS and len(result.judge_rows) == 2
+    assert all(row[1] == "llm_judge" and row[2] is None and "cannot reach the judge" in row[5]
+               for row in result.judge_rows)
+    pg.close_rewards(funcs)
+    table = samples_frame([{"step": 1, "index": 0, "prompt": "p", "completion": "c", "rewards": {"llm_judge": 0.5},
+                            "advantage": 0.0, "judge": {"llm_judge": "Score: 5"}}])
+    assert list(table.columns)[-1] == "llm_judge reply" and table.iloc[0]["llm_judge reply"] == "Score: 5"

@@ -357,13 +357,22 @@ def test_train_form_round_trips_the_spec():
         train.form_to_spec(spec, values)
 
 
+def recommend_method(answers) -> str:
+    from app.engine.advice.decision import recommend
+
+    return recommend(answers).method
+
+
 def test_wizard_inputs_to_answers():
     from app.ui import decide
 
     assert decide.parse_count("2,500") == 2500 and decide.parse_count("") is None and decide.parse_count("x") is None
-    answers = decide.answers_from_inputs(["No", "Yes", "Yes", "Not sure", "No", "64"], ["numeric_answer"])
+    answers = decide.answers_from_inputs(["No", "Yes", "Yes", "Not sure", "No", "Not sure", "64"], ["numeric_answer"])
     assert (answers.has_preferences, answers.has_labels, answers.verifiable, answers.reasoning_helps,
-            answers.has_demonstrations, answers.n_examples) == (False, True, True, None, False, 64)
+            answers.has_demonstrations, answers.model_can_judge, answers.n_examples) == (False, True, True, None,
+                                                                                           False, None, 64)
+    rlaif = decide.answers_from_inputs(["No", "No", "No", "Not sure", "Not sure", "Yes", ""], None)
+    assert recommend_method(rlaif) == "grpo"  # question 7: a model judge, with GRPO
     from app.engine.advice.decision import recommend
 
     html = decide.recommendation_html(recommend(answers))

@@ -70,93 +70,109 @@ def _choices_for_examples(folder: Path) -> list[str]:
     return saved + [EXAMPLE_PREFIX + k for k in rewards.EXAMPLES]
 
 
-def build(ctx: UIContext) -> dict[str, Any]:
-    """Lay out the Rewards tab and wire its events."""
+def _builtins_section(c: dict[str, Any], names: list[str]) -> None:
+    """The built-in rewards picked, their weights and parameters, and what each one does."""
+    gr.Markdown("#### Built-in rewards", elem_classes=["wb-h"])
+    c["builtins"] = gr.Dropdown(names, value=["numeric_answer"], multiselect=True, label="Built-in rewards",
+                                info="Each gets a weight; the total is the weighted sum (None scores skipped).",
+                                elem_id="rewards-builtins")
+    c["weights"] = gr.Dataframe(value=weight_rows(["numeric_answer"], None), headers=WEIGHT_HEADERS,
+                                interactive=True, label="Weights and parameters",
+                                datatype=["str", "number", "str"], elem_id="rewards-weights")
+    with gr.Accordion("What each built-in does", open=False):
+        gr.Markdown(_rewards_docs(), elem_classes=["wb-small"])
+
+
+def _user_code_section(c: dict[str, Any], ctx: UIContext) -> None:
+    """The user's own reward: include it, name and weight, open a saved one or an example, the editor, Check, Save."""
     import rewards
 
-    c: dict[str, Any] = {}
-    names = [r.name for r in rewards.available()]
-    gr.Markdown(
-        "### Rewards playground\nA reward scores each completion; GRPO learns from how scores differ **within** a "
-        "group of completions for the same prompt. Try your rewards here before training.",
-        elem_classes=["wb-intro"])
-    with gr.Row(equal_height=False):
-        with gr.Column(scale=5, min_width=400):
-            gr.Markdown("#### Built-in rewards", elem_classes=["wb-h"])
-            c["builtins"] = gr.Dropdown(names, value=["numeric_answer"], multiselect=True, label="Built-in rewards",
-                                        info="Each gets a weight; the total is the weighted sum (None scores skipped).",
-                                        elem_id="rewards-builtins")
-            c["weights"] = gr.Dataframe(value=weight_rows(["numeric_answer"], None), headers=WEIGHT_HEADERS,
-                                        interactive=True, label="Weights and parameters",
-                                        datatype=["str", "number", "str"], elem_id="rewards-weights")
-            with gr.Accordion("What each built-in does", open=False):
-                gr.Markdown(_rewards_docs(), elem_classes=["wb-small"])
-            gr.Markdown("#### Your reward (Python)", elem_classes=["wb-h"])
-            with gr.Row():
-                c["use_mine"] = gr.Checkbox(value=False, label="Include my reward", elem_id="rewards-use-mine",
-                                            info="Runs in a sandboxed process (time and memory limits).")
-                c["user_name"] = gr.Textbox(value="", label="Name (its chart label)", max_lines=1,
-                                            placeholder="the function's name", elem_id="rewards-user-name")
-                c["user_weight"] = gr.Number(value=1.0, label="Weight", elem_id="rewards-user-weight", min_width=90)
-            c["open"] = gr.Dropdown(_choices_for_examples(ctx.paths.user_rewards_dir), value=None,
-                                    label="Open a saved reward or an example", elem_id="rewards-open")
-            c["code"] = gr.Code(value=rewards.USER_REWARD_TEMPLATE, language="python", lines=18, max_lines=40, wrap_lines=True,
-                                label="Reward code", interactive=True, elem_id="rewards-code")
-            with gr.Row():
-                c["check_btn"] = gr.Button("Check code", size="sm", elem_id="rewards-check")
-                c["save_btn"] = gr.Button("Save to my rewards", size="sm", elem_id="rewards-save")
-            c["code_status"] = gr.HTML("", elem_id="rewards-code-status")
-        with gr.Column(scale=6, min_width=420):
-            gr.Markdown("#### Try them on", elem_classes=["wb-h"])
-            c["mode"] = gr.Radio([TYPED, DATASET, SAMPLED], value=TYPED, label="Completions to score",
-                                 elem_id="rewards-mode")
-            with gr.Group(visible=True) as typed_group:
-                c["prompt"] = gr.Textbox(DEFAULT_PROMPT, label="Prompt", max_lines=3, elem_id="rewards-prompt")
-                c["answer"] = gr.Textbox("42", label="Reference answer (the 'answer' column)", max_lines=1,
-                                         elem_id="rewards-answer")
-                c["completions"] = gr.Textbox(
-                    "42\n17 + 25 = 42\n43\nThe answer is forty-two.", lines=5, max_lines=20,
-                    label="Completions (one per line, or blocks separated by a line with ---)",
-                    elem_id="rewards-completions")
-                c["columns"] = gr.Textbox("", label="Extra columns (JSON object, optional)", max_lines=4,
-                                          placeholder='{"tests": ["assert add(1, 2) == 3"]}')
-            with gr.Group(visible=False) as dataset_group:
-                c["ds_source"] = gr.Textbox("builtin:arithmetic", label="Dataset (from the run spec)", max_lines=1,
-                                            elem_id="rewards-ds-source",
-                                            info="Scores each row's own reference reply: good rewards give them "
-                                                 "full marks.")
-                with gr.Row():
-                    c["ds_n"] = gr.Slider(1, 32, value=8, step=1, label="Rows")
-                    c["ds_start"] = gr.Number(0, label="First row", precision=0, minimum=0)
-            with gr.Group(visible=False) as sample_group:
-                c["model"] = gr.Dropdown([], value=None, label="Model", elem_id="rewards-model",
-                                         info="The base model or any run's adapter.")
-                c["s_prompt"] = gr.Textbox(DEFAULT_PROMPT, label="Prompt", max_lines=3, elem_id="rewards-s-prompt")
-                c["s_answer"] = gr.Textbox("42", label="Reference answer", max_lines=1)
-                with gr.Row():
-                    c["s_n"] = gr.Slider(2, pg.MAX_SAMPLES, value=8, step=1, label="Group size")
-                    c["s_temp"] = gr.Slider(0.1, 2.0, value=1.0, step=0.1, label="Temperature")
-                    c["s_tokens"] = gr.Slider(4, 256, value=32, step=4, label="Max new tokens")
-            c["score_btn"] = gr.Button("Score", variant="primary", elem_id="rewards-score")
-            c["result_html"] = gr.HTML("", elem_id="rewards-result")
-            c["table"] = gr.Dataframe(value=frame(["#", "completion", "total"], []), interactive=False, wrap=True,
-                                      label="Scores per completion", max_height=420, elem_id="rewards-table")
-            c["per_reward"] = gr.Dataframe(value=frame(["reward", "weight", "mean"], []), interactive=False,
-                                           label="Per reward (mean, spread, failures, time)",
-                                           elem_id="rewards-per-reward")
-            c["errors_html"] = gr.HTML("", elem_id="rewards-errors")
-            c["prints"] = gr.Textbox("", label="Captured print() output", lines=3, max_lines=12, interactive=False,
-                                     elem_id="rewards-prints")
-            with gr.Row():
-                c["use_btn"] = gr.Button("Use these rewards for training →", variant="primary",
-                                         elem_id="rewards-use")
-            c["use_status"] = gr.HTML("")
+    gr.Markdown("#### Your reward (Python)", elem_classes=["wb-h"])
+    with gr.Row():
+        c["use_mine"] = gr.Checkbox(value=False, label="Include my reward", elem_id="rewards-use-mine",
+                                    info="Runs in a sandboxed process (time and memory limits).")
+        c["user_name"] = gr.Textbox(value="", label="Name (its chart label)", max_lines=1,
+                                    placeholder="the function's name", elem_id="rewards-user-name")
+        c["user_weight"] = gr.Number(value=1.0, label="Weight", elem_id="rewards-user-weight", min_width=90)
+    c["open"] = gr.Dropdown(_choices_for_examples(ctx.paths.user_rewards_dir), value=None,
+                            label="Open a saved reward or an example", elem_id="rewards-open")
+    c["code"] = gr.Code(value=rewards.USER_REWARD_TEMPLATE, language="python", lines=18, max_lines=40, wrap_lines=True,
+                        label="Reward code", interactive=True, elem_id="rewards-code")
+    with gr.Row():
+        c["check_btn"] = gr.Button("Check code", size="sm", elem_id="rewards-check")
+        c["save_btn"] = gr.Button("Save to my rewards", size="sm", elem_id="rewards-save")
+    c["code_status"] = gr.HTML("", elem_id="rewards-code-status")
 
+
+def _completions_section(c: dict[str, Any]) -> tuple[gr.Group, gr.Group, gr.Group]:
+    """What to score: the mode radio and its three groups (typed, dataset rows, sampled); returns the groups."""
+    gr.Markdown("#### Try them on", elem_classes=["wb-h"])
+    c["mode"] = gr.Radio([TYPED, DATASET, SAMPLED], value=TYPED, label="Completions to score",
+                         elem_id="rewards-mode")
+    with gr.Group(visible=True) as typed_group:
+        c["prompt"] = gr.Textbox(DEFAULT_PROMPT, label="Prompt", max_lines=3, elem_id="rewards-prompt")
+        c["answer"] = gr.Textbox("42", label="Reference answer (the 'answer' column)", max_lines=1,
+                                 elem_id="rewards-answer")
+        c["completions"] = gr.Textbox(
+            "42\n17 + 25 = 42\n43\nThe answer is forty-two.", lines=5, max_lines=20,
+            label="Completions (one per line, or blocks separated by a line with ---)",
+            elem_id="rewards-completions")
+        c["columns"] = gr.Textbox("", label="Extra columns (JSON object, optional)", max_lines=4,
+                                  placeholder='{"tests": ["assert add(1, 2) == 3"]}')
+    with gr.Group(visible=False) as dataset_group:
+        c["ds_source"] = gr.Textbox("builtin:arithmetic", label="Dataset (from the run spec)", max_lines=1,
+                                    elem_id="rewards-ds-source",
+                                    info="Scores each row's own reference reply: good rewards give them "
+                                         "full marks.")
+        with gr.Row():
+            c["ds_n"] = gr.Slider(1, 32, value=8, step=1, label="Rows")
+            c["ds_start"] = gr.Number(0, label="First row", precision=0, minimum=0)
+    with gr.Group(visible=False) as sample_group:
+        c["model"] = gr.Dropdown([], value=None, label="Model", elem_id="rewards-model",
+                                 info="The base model or any run's adapter.")
+        c["s_prompt"] = gr.Textbox(DEFAULT_PROMPT, label="Prompt", max_lines=3, elem_id="rewards-s-prompt")
+        c["s_answer"] = gr.Textbox("42", label="Reference answer", max_lines=1)
+        with gr.Row():
+            c["s_n"] = gr.Slider(2, pg.MAX_SAMPLES, value=8, step=1, label="Group size")
+            c["s_temp"] = gr.Slider(0.1, 2.0, value=1.0, step=0.1, label="Temperature")
+            c["s_tokens"] = gr.Slider(4, 256, value=32, step=4, label="Max new tokens")
+    return typed_group, dataset_group, sample_group
+
+
+def _results_section(c: dict[str, Any]) -> None:
+    """Score, then the results: summary, scores per completion, per reward, errors, prints, and Use these rewards."""
+    c["score_btn"] = gr.Button("Score", variant="primary", elem_id="rewards-score")
+    c["result_html"] = gr.HTML("", elem_id="rewards-result")
+    c["table"] = gr.Dataframe(value=frame(["#", "completion", "total"], []), interactive=False, wrap=True,
+                              label="Scores per completion", max_height=420, elem_id="rewards-table")
+    c["per_reward"] = gr.Dataframe(value=frame(["reward", "weight", "mean"], []), interactive=False,
+                                   label="Per reward (mean, spread, failures, time)",
+                                   elem_id="rewards-per-reward")
+    c["judges"] = gr.Dataframe(value=frame(pg.JUDGE_HEADERS, []), interactive=False, wrap=True, visible=False,
+                               label="What each model judge wrote (score read from its reply, seconds per call)",
+                               max_height=360, elem_id="rewards-judges")
+    c["errors_html"] = gr.HTML("", elem_id="rewards-errors")
+    c["prints"] = gr.Textbox("", label="Captured print() output", lines=3, max_lines=12, interactive=False,
+                             elem_id="rewards-prints")
+    with gr.Row():
+        c["use_btn"] = gr.Button("Use these rewards for training →", variant="primary",
+                                 elem_id="rewards-use")
+    c["use_status"] = gr.HTML("")
+
+
+def _wire_pickers(c: dict[str, Any], groups: tuple[gr.Group, gr.Group, gr.Group]) -> None:
+    """The mode radio shows its group; picking built-ins updates the weights table."""
+    typed_group, dataset_group, sample_group = groups
     c["mode"].change(lambda m: (gr.Group(visible=m == TYPED), gr.Group(visible=m == DATASET),
                                 gr.Group(visible=m == SAMPLED)), c["mode"], [typed_group, dataset_group, sample_group],
                      show_progress="hidden")
     c["builtins"].change(lambda picked, cur: weight_rows(list(picked or []), cur), [c["builtins"], c["weights"]],
                          c["weights"], show_progress="hidden")
+
+
+def _wire_code(c: dict[str, Any], ctx: UIContext) -> None:
+    """The editor's controls: open a saved reward or an example, Check code, Save to my rewards."""
+    import rewards
 
     def open_source(choice: str | None) -> Any:
         if not choice:
@@ -201,17 +217,24 @@ def build(ctx: UIContext) -> dict[str, Any]:
 
     c["save_btn"].click(save, [c["code"], c["user_name"]], [c["code_status"], c["open"]])
 
+
+def _wire_score(c: dict[str, Any], ctx: UIContext) -> None:
+    """Score: build the rewards, get the completions the mode names, and show every result."""
+    import rewards
+
     score_inputs = [c[k] for k in ("weights", "use_mine", "code", "user_name", "user_weight", "mode", "prompt",
                                    "answer", "completions", "columns", "ds_source", "ds_n", "ds_start", "model",
                                    "s_prompt", "s_answer", "s_n", "s_temp", "s_tokens")] + [ctx.spec]
-    score_outputs = [c["result_html"], c["table"], c["per_reward"], c["errors_html"], c["prints"], c["code_status"]]
+    score_outputs = [c["result_html"], c["table"], c["per_reward"], c["errors_html"], c["prints"], c["code_status"],
+                     c["judges"]]
 
     def score(weights: Any, use_mine: bool, code: str, user_name: str, user_weight: float, mode: str, prompt: str,
               answer: str, completions: str, columns: str, ds_source: str, ds_n: int, ds_start: int,
               model: str | None, s_prompt: str, s_answer: str, s_n: int, s_temp: float, s_tokens: int,
               spec: dict[str, Any], progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:
         empty = (frame(["#", "completion", "total"], []), frame(["reward", "weight", "mean"], []), "", "")
-        user = None
+        user, funcs = None, []
+        no_judges = gr.Dataframe(value=frame(pg.JUDGE_HEADERS, []), visible=False)
         try:
             builtins = pg.parse_reward_rows(_table_rows(weights))
             funcs, user = pg.build_rewards(builtins, code if use_mine else None, float(user_weight or 1.0),
@@ -233,18 +256,26 @@ def build(ctx: UIContext) -> dict[str, Any]:
             result = pg.run_playground(rows, funcs, group_size=group, spec=spec)
         except rewards.RewardCodeError as exc:
             gr.Warning(f"Your reward does not load: {exc}")
-            return (error("Your reward does not load (see under the editor)."), *empty, code_error_html(exc))
+            return (error("Your reward does not load (see under the editor)."), *empty, code_error_html(exc),
+                    no_judges)
         except Exception as exc:  # bad input, a model that does not load: a message, nothing else breaks
             gr.Warning(str(exc))
-            return (error(esc(exc)), *empty, gr.skip())
+            return (error(esc(exc)), *empty, gr.skip(), no_judges)
         finally:
             if user is not None:
                 user.close()
+            pg.close_rewards(funcs)  # local judges' processes
         return (result_html(result), frame(result.headers, result.rows),
                 frame(result.summary_headers, result.summary_rows), errors_html(result),
-                prints_text(result), gr.skip())
+                prints_text(result), gr.skip(),
+                gr.Dataframe(value=frame(result.judge_headers, result.judge_rows), visible=bool(result.judge_rows)))
 
     c["score_btn"].click(score, score_inputs, score_outputs, concurrency_limit=1, concurrency_id="inference")
+
+
+def _wire_use(c: dict[str, Any], ctx: UIContext) -> None:
+    """Use these rewards for training: put them into the working spec and move to 3 · Train."""
+    import rewards
 
     def use(spec: dict[str, Any], weights: Any, use_mine: bool, code: str, user_name: str,
             user_weight: float) -> tuple[Any, ...]:
@@ -272,6 +303,9 @@ def build(ctx: UIContext) -> dict[str, Any]:
     c["use_btn"].click(use, [ctx.spec, c["weights"], c["use_mine"], c["code"], c["user_name"], c["user_weight"]],
                        [ctx.spec, ctx.spec_push, ctx.tabs, c["use_status"]])
 
+
+def _wire_spec(c: dict[str, Any], ctx: UIContext) -> None:
+    """Follow the working spec: show its rewards and dataset when it is pushed (after Decide / Apply YAML)."""
     def from_spec(spec: dict[str, Any]) -> tuple[Any, ...]:
         """Show the working spec's rewards and dataset (after Decide / Apply YAML)."""
         spec = spec or {}
@@ -290,6 +324,9 @@ def build(ctx: UIContext) -> dict[str, Any]:
     ctx.spec_push.change(from_spec, ctx.spec, [c["builtins"], c["weights"], c["ds_source"], c["code"],
                                                c["user_name"], c["use_mine"]], show_progress="hidden")
 
+
+def _wire_load(c: dict[str, Any], ctx: UIContext) -> None:
+    """`c["_load"]`, which the shell runs on page load: the models to sample from and the saved rewards."""
     def load() -> tuple[Any, ...]:
         from app.engine.evaluation.compare import available_models
 
@@ -299,6 +336,32 @@ def build(ctx: UIContext) -> dict[str, Any]:
                 gr.Dropdown(choices=_choices_for_examples(ctx.paths.user_rewards_dir)))
 
     c["_load"] = (load, [c["model"], c["open"]])
+
+
+def build(ctx: UIContext) -> dict[str, Any]:
+    """Lay out the Rewards tab and wire its events."""
+    import rewards
+
+    c: dict[str, Any] = {}
+    names = [r.name for r in rewards.available()]
+    gr.Markdown(
+        "### Rewards playground\nA reward scores each completion; GRPO learns from how scores differ **within** a "
+        "group of completions for the same prompt. Try your rewards here before training.",
+        elem_classes=["wb-intro"])
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=5, min_width=400):
+            _builtins_section(c, names)
+            _user_code_section(c, ctx)
+        with gr.Column(scale=6, min_width=420):
+            groups = _completions_section(c)
+            _results_section(c)
+    # wired in the original order, so the events keep their numbers (fn_index)
+    _wire_pickers(c, groups)
+    _wire_code(c, ctx)
+    _wire_score(c, ctx)
+    _wire_use(c, ctx)
+    _wire_spec(c, ctx)
+    _wire_load(c, ctx)
     return ctx.register("rewards", c)
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import gradio as gr
 
@@ -226,13 +226,17 @@ def samples_frame(samples: list[dict[str, Any]]) -> Any:
     names: list[str] = []
     for s in samples:
         names += [n for n in (s.get("rewards") or {}) if n not in names]
-    headers = ["#", "prompt", "completion"] + names + ["advantage"]
+    judges: list[str] = []  # model-judge rewards: what the judge wrote about each completion
+    for s in samples:
+        judges += [n for n in (s.get("judge") or {}) if n not in judges]
+    headers = ["#", "prompt", "completion"] + names + ["advantage"] + [f"{n} reply" for n in judges]
     rows = []
     for s in samples:
         scores = s.get("rewards") or {}
         adv = s.get("advantage")
         rows.append([int(s.get("index", 0)) + 1, s.get("prompt", ""), s.get("completion", "")]
-                    + [_round(scores.get(n)) for n in names] + [_round(adv)])
+                    + [_round(scores.get(n)) for n in names] + [_round(adv)]
+                    + [(s.get("judge") or {}).get(n, "") for n in judges])
     return frame(headers, rows)
 
 
@@ -251,44 +255,60 @@ def eval_samples_frame(samples: list[dict[str, Any]]) -> Any:
     return frame(headers, rows)
 
 
-def build(ctx: UIContext) -> dict[str, Any]:
-    """Lay out the Train tab and wire its events."""
-    c: dict[str, Any] = {}
+def _form_column(c: dict[str, Any], ctx: UIContext) -> None:
+    """The form: the rewards line, then one accordion per section holding its FIELDS."""
     helps = field_help()
+    with gr.Column(scale=6, min_width=420):
+        c["rewards_md"] = gr.Markdown(rewards_markdown(ctx.spec.value), elem_id="train-rewards")
+        method = ctx.spec.value.get("method")
+        for section in SECTIONS:
+            with gr.Accordion(section, open=section in ("Basics", "Training", "Generation"),
+                              visible=section_visible(section, method)) as acc:
+                c[f"section:{section}"] = acc
+                with gr.Row():
+                    for path, kind, label, sec in FIELDS:
+                        if sec != section:
+                            continue
+                        comp = _field_component(path, kind, label, helps.get(path, ""), ctx)
+                        c[path] = comp
+
+
+def _yaml_column(c: dict[str, Any], ctx: UIContext) -> None:
+    """The same spec as YAML, Apply YAML to the form, and how to run it from a terminal."""
+    with gr.Column(scale=5, min_width=380):
+        c["yaml"] = gr.Code(RunSpec.from_dict(ctx.spec.value).to_yaml(), language="yaml", lines=24,
+                            max_lines=40, label="The same spec as YAML (edit, then Apply)", interactive=True,
+                            elem_id="train-yaml")
+        with gr.Row():
+            c["apply_yaml"] = gr.Button("Apply YAML to the form", size="sm", elem_id="train-apply-yaml")
+        c["cli_md"] = gr.Markdown(
+            "Same run from a terminal or notebook: save the YAML as `spec.yaml`, then "
+            "`python -m app.train spec.yaml` — or in Python: "
+            "`train(RunSpec.load('spec.yaml'))` (`from app.engine.training.worker import train`).",
+            elem_classes=["wb-small"])
+
+
+def _setup_section(c: dict[str, Any], ctx: UIContext) -> gr.Accordion:
+    """The Run setup accordion (form, YAML, validity note); returns it, as Launch closes it."""
     with gr.Accordion("Run setup", open=True, elem_id="train-setup") as setup:
         with gr.Row(equal_height=False):
-            with gr.Column(scale=6, min_width=420):
-                c["rewards_md"] = gr.Markdown(rewards_markdown(ctx.spec.value), elem_id="train-rewards")
-                method = ctx.spec.value.get("method")
-                for section in SECTIONS:
-                    with gr.Accordion(section, open=section in ("Basics", "Training", "Generation"),
-                                      visible=section_visible(section, method)) as acc:
-                        c[f"section:{section}"] = acc
-                        with gr.Row():
-                            for path, kind, label, sec in FIELDS:
-                                if sec != section:
-                                    continue
-                                comp = _field_component(path, kind, label, helps.get(path, ""), ctx)
-                                c[path] = comp
-            with gr.Column(scale=5, min_width=380):
-                c["yaml"] = gr.Code(RunSpec.from_dict(ctx.spec.value).to_yaml(), language="yaml", lines=24,
-                                    max_lines=40, label="The same spec as YAML (edit, then Apply)", interactive=True,
-                                    elem_id="train-yaml")
-                with gr.Row():
-                    c["apply_yaml"] = gr.Button("Apply YAML to the form", size="sm", elem_id="train-apply-yaml")
-                c["cli_md"] = gr.Markdown(
-                    "Same run from a terminal or notebook: save the YAML as `spec.yaml`, then "
-                    "`python -m app.train spec.yaml` — or in Python: "
-                    "`train(RunSpec.load('spec.yaml'))` (`from app.engine.training.worker import train`).",
-                    elem_classes=["wb-small"])
+            _form_column(c, ctx)
+            _yaml_column(c, ctx)
         c["valid_html"] = gr.HTML("", elem_id="train-valid")
-    fields = [c[path] for path, *_ in FIELDS]  # FIELDS order (the layout above goes section by section)
+    return setup
+
+
+def _actions_section(c: dict[str, Any]) -> None:
+    """Launch, Stop and Resume, and the note they leave."""
     with gr.Row(elem_id="train-actions"):
         c["launch_btn"] = gr.Button("▶ Launch run", variant="primary", elem_id="train-launch", scale=2)
         c["stop_btn"] = gr.Button("■ Stop", variant="stop", interactive=False, elem_id="train-stop", scale=1)
         c["resume_btn"] = gr.Button("↻ Resume", interactive=False, elem_id="train-resume", scale=1)
     c["action_html"] = gr.HTML("", elem_id="train-action-status")
 
+
+def _live_section(c: dict[str, Any]) -> None:
+    """The live view's head: the run picked, its status, the charts and the health alerts."""
     gr.Markdown("### Live view", elem_classes=["wb-h"])
     with gr.Row(equal_height=True):
         c["run"] = gr.Dropdown(choices=[], value=None, label="Run", scale=6, elem_id="train-run",
@@ -310,6 +330,10 @@ def build(ctx: UIContext) -> dict[str, Any]:
             c["eval_plot"] = gr.Plot(charts.empty_figure("Held-out evaluation", "No run selected.",
                                                          charts.EVAL_HEIGHT), show_label=False,
                                      elem_id="train-eval-plot")
+
+
+def _samples_section(c: dict[str, Any], ctx: UIContext) -> None:
+    """Below the charts: sample completions by step, held-out samples, the worker log and the table of all runs."""
     gr.Markdown("#### Sample completions", elem_classes=["wb-h"])
     with gr.Row(equal_height=True):
         c["follow"] = gr.Checkbox(value=True, label="Follow the latest step", scale=1, elem_id="train-follow")
@@ -328,10 +352,12 @@ def build(ctx: UIContext) -> dict[str, Any]:
                                        label="Click a row to open its charts")
         with gr.Row():
             c["load_spec_btn"] = gr.Button("Copy this run's spec into the form", size="sm")
-    c["timer"] = gr.Timer(POLL_SECONDS)
-    view = gr.State({"run": None, "version": None})
 
-    # -- form and YAML ------------------------------------------------------------------------------------------------
+
+def _wire_form(c: dict[str, Any], ctx: UIContext,
+               fields: list[Any]) -> tuple[Callable[..., tuple[Any, ...]], list[Any]]:
+    """Form and YAML: edits update the spec, a new method applies its defaults, Apply YAML, and filling the form
+    from a pushed spec; returns the fill handler and its outputs."""
     def on_form(spec: dict[str, Any], *values: Any) -> tuple[Any, ...]:
         try:
             new = form_to_spec(spec, list(values))
@@ -382,8 +408,11 @@ def build(ctx: UIContext) -> dict[str, Any]:
 
     fill_outputs = fields + [c["yaml"], c["rewards_md"], c["valid_html"]] + [c[f"section:{sec}"] for sec in SECTIONS]
     ctx.spec_push.change(fill, ctx.spec, fill_outputs, show_progress="hidden")
+    return fill, fill_outputs
 
-    # -- launching, stopping, resuming ------------------------------------------------------------------------------
+
+def _wire_launch(c: dict[str, Any], ctx: UIContext, fields: list[Any], setup: gr.Accordion) -> None:
+    """Launch (starts the worker, closes Run setup), Stop and Resume."""
     def launch(spec: dict[str, Any], *values: Any) -> tuple[Any, ...]:
         try:
             new = form_to_spec(spec, list(values))
@@ -428,12 +457,9 @@ def build(ctx: UIContext) -> dict[str, Any]:
 
     c["resume_btn"].click(resume, c["run"], c["action_html"], concurrency_limit=1, concurrency_id="launch")
 
-    # -- the live view -------------------------------------------------------------------------------------------------
-    live_outputs = [c["status_html"], c["reward_plot"], c["eval_plot"], c["dyn_plot"], c["method_plot"],
-                    c["health_html"],
-                    c["samples"], c["step"], c["eval_samples"], c["log"], c["stop_btn"], c["resume_btn"], view,
-                    c["follow"]]
 
+def _live_renderer(ctx: UIContext, live_outputs: list[Any]) -> Callable[..., tuple[Any, ...]]:
+    """The live view's render handler, for the outputs in `live_outputs` (see `_wire_live`)."""
     def render(run: str | None, state: dict[str, Any], follow: bool, force: bool = False) -> tuple[Any, ...]:
         """Everything the live view shows of `run`; skips every output when nothing changed since the last call.
         The sample step shown is the latest when following, else the one picked with the slider (kept in the
@@ -469,6 +495,16 @@ def build(ctx: UIContext) -> dict[str, Any]:
                 {"run": run, "version": key, "step": None if picked is None else shown},
                 True if force else gr.skip())
 
+    return render
+
+
+def _wire_live(c: dict[str, Any], ctx: UIContext, view: gr.State) -> None:
+    """The live view: the timer and a newly picked run re-render it, the step slider and Follow the latest step."""
+    live_outputs = [c["status_html"], c["reward_plot"], c["eval_plot"], c["dyn_plot"], c["method_plot"],
+                    c["health_html"],
+                    c["samples"], c["step"], c["eval_samples"], c["log"], c["stop_btn"], c["resume_btn"], view,
+                    c["follow"]]
+    render = _live_renderer(ctx, live_outputs)
     live_inputs = [c["run"], view, c["follow"]]
     c["timer"].tick(render, live_inputs, live_outputs, show_progress="hidden")
     c["run"].change(lambda r, s, f: render(r, s, True, force=True), live_inputs, live_outputs,
@@ -492,6 +528,9 @@ def build(ctx: UIContext) -> dict[str, Any]:
 
     c["follow"].input(follow_latest, live_inputs, live_outputs, show_progress="hidden")
 
+
+def _wire_runs(c: dict[str, Any], ctx: UIContext) -> None:
+    """Refresh list, a click in All runs, Copy this run's spec, and `c["_load"]` that the shell runs on page load."""
     def refresh(current: str | None) -> tuple[Any, ...]:
         choices = run_reader.run_choices(ctx.paths.runs_dir)
         names = [v for _, v in choices]
@@ -529,6 +568,23 @@ def build(ctx: UIContext) -> dict[str, Any]:
                 frame(*run_reader.runs_table(ctx.paths.runs_dir)))
 
     c["_load"] = (load, [c["run"], c["runs_table"]])
+
+
+def build(ctx: UIContext) -> dict[str, Any]:
+    """Lay out the Train tab and wire its events."""
+    c: dict[str, Any] = {}
+    setup = _setup_section(c, ctx)
+    fields = [c[path] for path, *_ in FIELDS]  # FIELDS order (the layout above goes section by section)
+    _actions_section(c)
+    _live_section(c)
+    _samples_section(c, ctx)
+    c["timer"] = gr.Timer(POLL_SECONDS)
+    view = gr.State({"run": None, "version": None})
+    # wired in the original order, so the events keep their numbers (fn_index)
+    fill, fill_outputs = _wire_form(c, ctx, fields)
+    _wire_launch(c, ctx, fields, setup)
+    _wire_live(c, ctx, view)
+    _wire_runs(c, ctx)
     c["_fill"] = (fill, fill_outputs)
     c["view"] = view
     return ctx.register("train", c)

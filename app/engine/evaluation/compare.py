@@ -380,6 +380,7 @@ def compare_models(
     Greedy by default, so outputs are reproducible. Raises CompareError for unusable input.
     """
     from app.engine.data.forms import prompt_messages
+    from app.engine.evaluation.endpoint import EndpointError
     from app.engine.evaluation.evaluate import (
         correctness_reward,
         generate_and_score,
@@ -416,9 +417,12 @@ def compare_models(
         model, tokenizer = load_model(ref, progress=note)
         if progress:
             progress((2 * m + 0.5) / steps, f"Generating with {ref.label} ({len(rows)} prompts)")
-        gen = generate_and_score(model, tokenizer, rows, funcs, weights, system_prompt=system_prompt,
-                                 max_new_tokens=max_new_tokens, batch_size=batch_size, do_sample=do_sample,
-                                 temperature=temperature)
+        try:
+            gen = generate_and_score(model, tokenizer, rows, funcs, weights, system_prompt=system_prompt,
+                                     max_new_tokens=max_new_tokens, batch_size=batch_size, do_sample=do_sample,
+                                     temperature=temperature)
+        except EndpointError as exc:
+            raise CompareError(str(exc)) from None
         lengths = gen.lengths
         if progress:
             progress((2 * m + 1.5) / steps, f"Scored {ref.label}")

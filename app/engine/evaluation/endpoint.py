@@ -14,6 +14,10 @@ from typing import Any
 ENDPOINT_PREFIX = "endpoint::"
 
 
+class EndpointError(ValueError):
+    """A served model failed to answer; the message names the endpoint and why."""
+
+
 @dataclass
 class EndpointModel:
     """`base_url` (…/v1) and the model name the server expects; the key, if any, from `api_key_env`."""
@@ -40,9 +44,7 @@ class EndpointModel:
                                                        max_tokens=max_new_tokens,
                                                        temperature=temperature if do_sample else 0.0)
             except Exception as exc:  # noqa: BLE001 - the compare view shows one sentence
-                from app.engine.evaluation.compare import CompareError
-
-                raise CompareError(f"The endpoint {self.base_url} (model {self.model!r}) failed: "
+                raise EndpointError(f"The endpoint {self.base_url} (model {self.model!r}) failed: "
                                    f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
                                    ) from None
             usage = getattr(reply, "usage", None)
@@ -85,5 +87,5 @@ def parse_endpoint_key(key: str) -> tuple[str, str]:
     return base_url, model
 
 
-__all__ = ["EndpointModel", "ENDPOINT_PREFIX", "endpoint_key", "parse_endpoint_key", "saved_endpoints",
+__all__ = ["EndpointModel", "EndpointError", "ENDPOINT_PREFIX", "endpoint_key", "parse_endpoint_key", "saved_endpoints",
            "save_endpoint"]

@@ -20,6 +20,9 @@ MAX_SAMPLES = 16  # completions sampled live for one prompt
 COMPLETION_SEPARATOR = "---"  # a line holding only this separates multi-line typed completions
 
 
+JUDGE_HEADERS = ["#", "judge", "score", "judge's reply", "seconds", "note"]
+
+
 class PlaygroundError(ValueError):
     """Input the playground cannot use, said in one sentence."""
 
@@ -220,6 +223,8 @@ class PlaygroundResult:
     seconds: float
     records: list[dict[str, Any]] = field(default_factory=list)
     advantage_note: str = ""  # which scaling the advantage column shows ('' without groups)
+    judge_headers: list[str] = field(default_factory=lambda: list(JUDGE_HEADERS))
+    judge_rows: list[list[Any]] = field(default_factory=list)  # per model-judge call: what the judge wrote
 
 
 def advantage_scaling(spec: Any | None) -> tuple[str, str]:
@@ -280,7 +285,32 @@ def run_playground(rows: list[dict[str, Any]], funcs: Sequence[tuple[Callable[..
     return PlaygroundResult(headers, out_rows, summary_headers, summary_rows, groups,
                             any(g["zero_variance"] for g in groups), _dedupe(errors), tracebacks, dict(table.prints),
                             time.perf_counter() - start, table.to_records(),
-                            advantage_note if group_size else "")
+                            advantage_note if group_size else "", judge_rows=judge_rows(funcs))
+
+
+def close_rewards(funcs: Sequence[tuple[Callable[..., Any], float]]) -> None:
+    """Stop what built rewards keep running (a local judge's process)."""
+    for fn, _ in funcs:
+        close = getattr(getattr(fn, "fn", fn), "close", None)
+        if callable(close):
+            close()
+
+
+def judge_rows(funcs: Sequence[tuple[Callable[..., Any], float]]) -> list[list[Any]]:
+    """For each model-judge reward of the last scoring: per completion its parsed score, the judge's raw reply,
+    the seconds the call took, and whether it came from the cache or why it failed."""
+    from rewards.judge import LLMGroupJudge, LLMJudge
+
+    out = []
+    for fn, _ in funcs:
+        inner = getattr(fn, "fn", fn)
+        if not isinstance(inner, LLMJudge | LLMGroupJudge):
+            continue
+        for i, j in enumerate(inner.last_judgements):
+            note = j.error or ("cached" if j.cached else "")
+            out.append([i + 1, getattr(fn, "__name__", inner.kind), _num(j.score), j.reply or "",
+                        round(j.seconds, 2), note])
+    return out
 
 
 def _num(value: Any, digits: int = 4) -> Any:
