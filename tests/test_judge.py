@@ -212,3 +212,15 @@ def test_the_playground_and_the_sample_table_show_what_the_judge_wrote():
     table = samples_frame([{"step": 1, "index": 0, "prompt": "p", "completion": "c", "rewards": {"llm_judge": 0.5},
                             "advantage": 0.0, "judge": {"llm_judge": "Score: 5"}}])
     assert list(table.columns)[-1] == "llm_judge reply" and table.iloc[0]["llm_judge reply"] == "Score: 5"
+
+
+def test_every_ready_rubric_fills_with_its_example_row():
+    for name, example in rewards.rubrics.EXAMPLES.items():
+        kind = "llm_judge_group" if name.startswith("group") else "llm_judge"
+        judge = rewards.get(kind, backend="openai", base_url="http://127.0.0.1:9/v1", model="m",
+                            **{k: v for k, v in example["params"].items() if k != "rubric"}, rubric=name)
+        fields = {**judge._fields(0, [example["row"]["prompt"]] if "prompt" in example["row"] else [],
+                                  {k: [v] for k, v in example["row"].items() if k != "prompt"}),
+                  "completion": example["completion"], "completions": example["completion"], "n": 1}
+        text = judge._fill(fields)
+        assert example["completion"] in text and "{" not in text.replace("{n}", ""), name
