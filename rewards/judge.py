@@ -632,11 +632,17 @@ def make_llm_judge_group(rubric: str = "group_helpfulness", scale: Sequence[floa
                                          concurrency, name))
 
 
+def as_judge(fn: Any) -> LLMJudge | LLMGroupJudge | None:
+    """The model judge `fn` is or guards (None when it is another reward)."""
+    inner = getattr(fn, "fn", fn)
+    return inner if isinstance(inner, _JudgeBase) else None
+
+
 def judge_reply(fn: Any, prompt: Any, completion: Any) -> str | None:
     """The judge's reply behind a judged sample (None when `fn`, or the reward it guards, is not a judge)."""
-    inner = getattr(fn, "fn", fn)
-    return inner.reply_for(prompt, completion) if isinstance(inner, _JudgeBase) else None
+    judge = as_judge(fn)
+    return judge.reply_for(prompt, completion) if judge is not None else None
 
 
 __all__ = ["BACKENDS", "Judgement", "LLMJudge", "LLMGroupJudge", "make_llm_judge", "make_llm_judge_group",
-           "parse_score", "parse_group_scores", "judge_reply"]
+           "parse_score", "parse_group_scores", "as_judge", "judge_reply"]

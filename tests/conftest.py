@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -83,10 +84,10 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("tiny-llama"))
 
 
-@pytest.fixture(scope="module")
-def run_with_adapter(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A finished run folder on the tiny model: a (perturbed, so it differs from the base) LoRA adapter in
-    adapter/ and a complete checkpoint holding optimizer state too."""
+def finished_lora_run(model_dir: Path, runs_dir: Path, name: str = "tiny", checkpoint: bool = False,
+                      **status: Any) -> Path:
+    """A finished run folder on `model_dir` whose adapter/ is a perturbed (so not a no-op) LoRA; with `checkpoint`
+    also a complete checkpoint-2 holding optimizer state. `status` adds fields to status.json."""
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -94,22 +95,28 @@ def run_with_adapter(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFact
     from app.engine.core import runs
     from app.engine.core.spec import RewardSpec, RunSpec
 
-    runs_dir = tmp_path_factory.mktemp("runs")
-    spec = RunSpec(model=str(tiny_model_dir), name="tiny", rewards=[RewardSpec(name="numeric_answer")])
+    spec = RunSpec(model=str(model_dir), name=name, rewards=[RewardSpec(name="numeric_answer")])
     run_dir = runs.create_run_dir(spec, runs_dir)
-    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
-    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
     torch.manual_seed(1)
     with torch.no_grad():
-        for name, param in peft_model.named_parameters():
-            if "lora_B" in name:
+        for param_name, param in peft_model.named_parameters():
+            if "lora_B" in param_name:
                 param.normal_(0, 0.5)
     peft_model.save_pretrained(run_dir / "adapter")
-    tok.save_pretrained(run_dir / "adapter")
-    ckpt = run_dir / "checkpoints" / "checkpoint-2"
-    peft_model.save_pretrained(ckpt)
-    (ckpt / "optimizer.pt").write_bytes(b"optimizer state")
-    (ckpt / runs.COMPLETE_MARKER).write_text("1")
-    runs.update_status(run_dir, state="finished", step=2, max_steps=2, adapter=str(run_dir / "adapter"))
+    AutoTokenizer.from_pretrained(model_dir).save_pretrained(run_dir / "adapter")
+    if checkpoint:
+        ckpt = run_dir / "checkpoints" / "checkpoint-2"
+        peft_model.save_pretrained(ckpt)
+        (ckpt / "optimizer.pt").write_bytes(b"optimizer state")
+        (ckpt / runs.COMPLETE_MARKER).write_text("1")
+    runs.update_status(run_dir, state="finished", step=2, max_steps=2, adapter=str(run_dir / "adapter"), **status)
     return run_dir
+
+
+@pytest.fixture(scope="module")
+def run_with_adapter(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished run folder on the tiny model: a perturbed LoRA adapter in adapter/ and a complete checkpoint
+    holding optimizer state too."""
+    return finished_lora_run(tiny_model_dir, tmp_path_factory.mktemp("runs"), checkpoint=True)

@@ -10,31 +10,10 @@ from pathlib import Path
 import pytest
 
 from app.engine.core import runs
-from app.engine.core.spec import RewardSpec, RunSpec
+from app.engine.core.spec import RunSpec
 from app.engine.evaluation import compare as cmp
 from app.engine.evaluation import export as exp
-
-
-def _finished_run(model_dir: Path, runs_dir: Path) -> Path:
-    """A finished run folder whose adapter is a perturbed (so not a no-op) LoRA on `model_dir`."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    spec = RunSpec(model=str(model_dir), name="gguf", rewards=[RewardSpec(name="numeric_answer")])
-    run_dir = runs.create_run_dir(spec, runs_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
-    torch.manual_seed(1)
-    with torch.no_grad():
-        for name, param in peft_model.named_parameters():
-            if "lora_B" in name:
-                param.normal_(0, 0.5)
-    peft_model.save_pretrained(run_dir / "adapter")
-    AutoTokenizer.from_pretrained(model_dir).save_pretrained(run_dir / "adapter")
-    runs.update_status(run_dir, state="finished", method="grpo", step=2, max_steps=2,
-                       adapter=str(run_dir / "adapter"), final_eval={"eval/accuracy": 0.5, "eval/n_scored": 4})
-    return run_dir
+from tests.conftest import finished_lora_run
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +34,8 @@ def smol_vocab_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
                          bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
                          pad_token_id=tok.pad_token_id, tie_word_embeddings=True)
     LlamaForCausalLM(config).save_pretrained(folder)
-    return _finished_run(folder, tmp_path_factory.mktemp("runs"))
+    return finished_lora_run(folder, tmp_path_factory.mktemp("runs"), name="gguf", method="grpo",
+                             final_eval={"eval/accuracy": 0.5, "eval/n_scored": 4})
 
 
 def test_export_adapter_copies_the_adapter_without_optimizer_state(run_with_adapter, tmp_path):

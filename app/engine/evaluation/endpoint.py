@@ -87,5 +87,5 @@ def parse_endpoint_key(key: str) -> tuple[str, str]:
     return base_url, model
 
 
-__all__ = ["EndpointModel", "EndpointError", "ENDPOINT_PREFIX", "endpoint_key", "parse_endpoint_key", "saved_endpoints",
-           "save_endpoint"]
+__all__ = ["EndpointModel", "EndpointError", "ENDPOINT_PREFIX", "endpoint_key", "parse_endpoint_key",
+           "saved_endpoints", "save_endpoint"]

@@ -40,6 +40,7 @@ from app.engine.evaluation.compare import (
     adapter_base,
     is_adapter,
     is_model,
+    load_model,
     run_base,
     run_of,
 )
@@ -115,7 +116,7 @@ def format_size(n: float) -> str:
 
 
 # -- where an export goes, and how it is written ---------------------------------------------------------------
-def _source_folder(source: Path | str, checkpoint: int | None = None) -> tuple[Path, Path | None]:
+def source_folder(source: Path | str, checkpoint: int | None = None) -> tuple[Path, Path | None]:
     """(model folder, run folder) of a run folder (its final adapter, else its latest checkpoint), a checkpoint
     number within a run, or an adapter/checkpoint folder given directly."""
     source = Path(source)
@@ -243,7 +244,7 @@ def export_adapter(source: Path | str, out_dir: Path | str, checkpoint: int | No
     """Copy a run's LoRA adapter (and tokenizer) to `out_dir`, without optimizer state. Load it with
     `PeftModel.from_pretrained(base, out_dir)`. Never writes into or deletes its source; `overwrite` replaces only
     an earlier export."""
-    folder, run_dir = _source_folder(source, checkpoint)
+    folder, run_dir = source_folder(source, checkpoint)
     if not is_adapter(folder):
         raise ExportError(f"{folder} holds a fully fine-tuned model, not a LoRA adapter: export it as a merged model.")
     out_dir = Path(out_dir)
@@ -258,24 +259,12 @@ def export_adapter(source: Path | str, out_dir: Path | str, checkpoint: int | No
 
 
 def _merged_model(folder: Path, run_dir: Path | None, progress: ProgressFn | None) -> tuple[Any, Any]:
-    """The base model with the adapter merged in (PEFT `merge_and_unload`), fp32 on the CPU, and its tokenizer."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from app.engine.training.models import resolve_model
-
+    """The base model with the adapter merged in, fp32 on the CPU, and its tokenizer: the in-app model that
+    4 · Compare loads (compare.load_model, cached, so the round trip that follows does not load it again)."""
     if progress:
-        progress(0.1, "Loading the base model")
-    if not is_adapter(folder):
-        return AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32), AutoTokenizer.from_pretrained(folder)
-    from peft import PeftModel
-
-    base_path = resolve_model(run_base(run_dir) if run_dir else adapter_base(folder), progress)
-    model = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32)
-    tokenizer = AutoTokenizer.from_pretrained(folder if (folder / "tokenizer_config.json").exists() else base_path)
-    if progress:
-        progress(0.3, "Merging the adapter")
-    return PeftModel.from_pretrained(model, str(folder)).merge_and_unload(), tokenizer
+        progress(0.1, "Loading the base model and merging the adapter")
+    base = run_base(run_dir) if run_dir else adapter_base(folder)
+    return load_model(ModelRef(folder.name, base, str(folder)), progress)
 
 
 def export_merged(source: Path | str, out_dir: Path | str, checkpoint: int | None = None, overwrite: bool = False,
@@ -283,7 +272,7 @@ def export_merged(source: Path | str, out_dir: Path | str, checkpoint: int | Non
     """Merge a run's LoRA adapter into its base model (PEFT `merge_and_unload`) and save a plain Hugging Face
     model folder (safetensors + tokenizer) that `AutoModelForCausalLM.from_pretrained(out_dir)` loads. Never
     writes into or deletes its source; `overwrite` replaces only an earlier export."""
-    folder, run_dir = _source_folder(source, checkpoint)
+    folder, run_dir = source_folder(source, checkpoint)
     out_dir = Path(out_dir)
     _check_out(out_dir, [folder, run_dir], overwrite)  # before the model loads: a refusal costs nothing
     model, tokenizer = _merged_model(folder, run_dir, progress)
@@ -401,7 +390,7 @@ def export_gguf(source: Path | str, out_dir: Path | str, gguf_type: str = "q8_0"
     problem = gguf_type_problem(gguf_type)
     if problem:
         raise ExportError(problem)
-    folder, run_dir = _source_folder(source, checkpoint)
+    folder, run_dir = source_folder(source, checkpoint)
     out_dir = Path(out_dir)
     _check_out(out_dir, [folder, run_dir], overwrite)
     model, tokenizer = _merged_model(folder, run_dir, progress)
@@ -509,8 +498,6 @@ def round_trip(out_dir: Path | str, max_new_tokens: int = CHECK_TOKENS, n_prompt
     (compare.load_model of the same adapter) on a few held-out prompts: the greedy replies of each, and how often
     the export picks the in-app model's next token along the in-app reply (teacher-forced top-1 agreement, which
     a single near-tie flips once instead of derailing the rest of the reply)."""
-    from app.engine.evaluation.compare import load_model
-
     out_dir = Path(out_dir)
     manifest = json.loads((out_dir / MANIFEST).read_text(encoding="utf-8"))
     folder = Path(manifest["source"])
@@ -638,4 +625,4 @@ def main(argv: list[str] | None = None) -> int:
 
 __all__ = ["KINDS", "GGUF_TYPES", "K_QUANTS", "MANIFEST", "TOLERANCE", "ExportError", "ExportResult", "RoundTrip",
            "export_adapter", "export_merged", "export_gguf", "export_run", "round_trip", "gguf_type_problem",
-           "default_out", "check_inside", "format_size", "export_command", "main"]
+           "default_out", "check_inside", "format_size", "source_folder", "export_command", "main"]

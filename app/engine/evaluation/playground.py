@@ -299,12 +299,12 @@ def close_rewards(funcs: Sequence[tuple[Callable[..., Any], float]]) -> None:
 def judge_rows(funcs: Sequence[tuple[Callable[..., Any], float]]) -> list[list[Any]]:
     """For each model-judge reward of the last scoring: per completion its parsed score, the judge's raw reply,
     the seconds the call took, and whether it came from the cache or why it failed."""
-    from rewards.judge import LLMGroupJudge, LLMJudge
+    from rewards.judge import as_judge
 
     out = []
     for fn, _ in funcs:
-        inner = getattr(fn, "fn", fn)
-        if not isinstance(inner, LLMJudge | LLMGroupJudge):
+        inner = as_judge(fn)
+        if inner is None:
             continue
         for i, j in enumerate(inner.last_judgements):
             note = j.error or ("cached" if j.cached else "")

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import atexit
 import importlib.util
-import json
 import shutil
 import signal
 import subprocess
@@ -55,15 +54,6 @@ class Served:
                 self.proc.kill()
                 self.proc.wait(5)
 
-    def chat(self, messages: list[dict[str, str]], max_tokens: int = 64, temperature: float = 0.0) -> str:
-        """One chat completion from the server (the way any client asks)."""
-        body = json.dumps({"model": self.model, "messages": messages, "max_tokens": max_tokens,
-                           "temperature": temperature}).encode()
-        request = urllib.request.Request(self.base_url + "/chat/completions", data=body,
-                                         headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=120) as reply:
-            return json.loads(reply.read())["choices"][0]["message"]["content"]
-
 
 def pick_engine(engine: str = "auto") -> str:
     """vLLM on a CUDA GPU where it is installed, else transformers serve; a named engine must be usable."""
@@ -88,9 +78,9 @@ def served_model_dir(source: Path | str, exports_dir: Path, checkpoint: int | No
     """A plain model folder for the run: the merged export under exports/.served/, made (or remade, when the
     adapter is newer) with PEFT; a full fine-tuned model folder is served as it is."""
     from app.engine.evaluation.compare import is_adapter
-    from app.engine.evaluation.export import _source_folder, export_merged
+    from app.engine.evaluation.export import export_merged, source_folder
 
-    folder, run_dir = _source_folder(source, checkpoint)
+    folder, run_dir = source_folder(source, checkpoint)
     if not is_adapter(folder):
         return folder
     name = (run_dir.name if run_dir else folder.name) + (f"-ckpt{checkpoint}" if checkpoint is not None else "")
