@@ -29,6 +29,9 @@ class GRPOSpec:
     scale_rewards: str = spec_field("Advantage scaling: 'group' (std), 'batch', or 'none' (Dr. GRPO).", "group")
     mask_truncated_completions: bool = spec_field("Exclude completions cut at max length from the loss.", False)
     num_iterations: int = spec_field("Policy updates per generation batch (μ).", 1)
+    shared_prefix: bool = spec_field(
+        "Compute each prompt once per group, not once per completion, in generation and in the training forward "
+        "(the same completions and log-probabilities up to float rounding; TRL backend, one process).", True)
 
 
 GRPO_CHARTS = MethodCharts(
@@ -81,6 +84,15 @@ def grpo_config(parts: TrainerParts) -> Any:
         num_completions_to_print=0,  # the app shows samples; the log stays readable
         use_vllm=False,
     )
+
+
+def trainer_class(base: type, parts: TrainerParts) -> type:
+    """`base`, or `base` computing each prompt once per group (grpo.shared_prefix; Unsloth has its own GRPO path)."""
+    if not (parts.spec.grpo.shared_prefix and parts.backend.name == "trl"):
+        return base
+    from app.engine.training.shared_prefix import SharedPrefixMixin
+
+    return type(f"SharedPrefix{base.__name__}", (SharedPrefixMixin, base), {})
 
 
 def trainer_kwargs(parts: TrainerParts) -> dict[str, Any]:
@@ -151,7 +163,7 @@ class GRPO(TrainingMethod):
     def build_trainer(self, parts: TrainerParts) -> Any:
         from trl import GRPOTrainer
 
-        return GRPOTrainer(**trainer_kwargs(parts))
+        return trainer_class(GRPOTrainer, parts)(**trainer_kwargs(parts))
 
     def advantage_scaling(self, spec: Any) -> tuple[str, str] | None:
         loss = _get(spec, "grpo", "loss_type") or "dapo"
@@ -160,4 +172,4 @@ class GRPO(TrainingMethod):
 
 
 METHODS = (GRPO(),)
-__all__ = ["GRPO", "GRPOSpec", "GRPO_LOSS_TYPES", "SCALE_REWARDS", "grpo_config", "trainer_kwargs"]
+__all__ = ["GRPO", "GRPOSpec", "GRPO_LOSS_TYPES", "SCALE_REWARDS", "grpo_config", "trainer_class", "trainer_kwargs"]
