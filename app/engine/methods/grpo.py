@@ -118,9 +118,11 @@ class GRPO(TrainingMethod):
     def defaults(self, gpu: bool) -> dict[str, Any]:
         return {
             "method": self.key,
-            "training": {"learning_rate": 1e-4 if gpu else 2e-4, "max_steps": 200 if gpu else 40,
-                         "per_device_train_batch_size": 32 if gpu else 16},
-            "generation": {"num_generations": 8, "max_completion_length": 128 if gpu else 16, "temperature": 1.0},
+            # CPU: recipes/arithmetic-grpo.yaml's values (8 prompts × 4 completions, warm-up, cosine decay).
+            "training": {"learning_rate": 1e-4 if gpu else 3e-4, "max_steps": 200 if gpu else 50,
+                         "per_device_train_batch_size": 32, "lr_scheduler_type": "cosine", "warmup_ratio": 0.1},
+            "generation": {"num_generations": 8 if gpu else 4, "max_completion_length": 128 if gpu else 16,
+                           "temperature": 1.0},
             "grpo": {"loss_type": "dapo", "beta": 0.0, "scale_rewards": "group"},
             "logging": {"sample_every": 1, "save_steps": 50 if gpu else 20},
         }
