@@ -104,15 +104,16 @@ def test_gsm8k_rows_keep_the_worked_answer_as_target_and_demonstration(tmp_path)
 
 
 # -- init_adapter ---------------------------------------------------------------------------------------------------
-def test_init_adapter_validation(tmp_path):
+def test_init_adapter_validation(tmp_path, tiny_model_dir):
     spec = RunSpec(init_adapter=str(tmp_path / "missing"))
     assert [p.field for p in spec.problems(check_files=True) if p.field == "init_adapter"]
     assert not [p for p in spec.problems(check_files=False) if p.field == "init_adapter"]
     adapter = tmp_path / "adapter"
     adapter.mkdir()
     (adapter / "adapter_config.json").write_text(json.dumps({"r": 8, "lora_alpha": 32, "target_modules": ["q_proj"]}))
-    fields = {p.field for p in RunSpec(init_adapter=str(adapter)).problems(check_files=False) + RunSpec(
-        init_adapter=str(adapter)).problems(check_files=True)}
+    # 'all-linear' (the default) is expanded for the model's architecture, here the tiny Llama's seven projections.
+    on_tiny = RunSpec(model=str(tiny_model_dir), init_adapter=str(adapter))
+    fields = {p.field for p in on_tiny.problems(check_files=False) + on_tiny.problems(check_files=True)}
     assert {"lora.r", "lora.target_modules"} <= fields and "lora.alpha" not in fields
     off = RunSpec(init_adapter=str(adapter)).with_overrides(["lora.enabled=false"])
     assert any(p.field == "init_adapter" and "lora.enabled" in p.problem for p in off.problems(check_files=False))

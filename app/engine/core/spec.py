@@ -129,8 +129,9 @@ class LoraSpec:
     alpha: int = spec_field("LoRA alpha (scaling = alpha / r).", 32)
     dropout: float = spec_field("LoRA dropout.", 0.0)
     target_modules: list[str] | str = spec_field(
-        "Modules to adapt: 'all-linear' or a list of names.",
-        factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        "Modules to adapt: 'all-linear' (PEFT's: every linear layer but the output head, whatever the "
+        "architecture names them) or a list of names, e.g. [q_proj, v_proj].",
+        "all-linear",
     )
 
 

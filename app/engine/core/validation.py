@@ -95,6 +95,13 @@ def spec_problems(spec: RunSpec, check_files: bool = True) -> list[SpecError]:
         check_positive_int(bad, "lora.alpha", spec.lora.alpha)
         if not (finite(spec.lora.dropout) and 0 <= spec.lora.dropout < 1):
             bad("lora.dropout", f"must be in [0, 1), got {spec.lora.dropout}")
+        targets = spec.lora.target_modules
+        if isinstance(targets, str) and targets != "all-linear":
+            bad("lora.target_modules", f"must be 'all-linear' or a list of module names, got {targets!r}")
+        elif isinstance(targets, list) and (not targets or not all(isinstance(t, str) and t for t in targets)):
+            bad("lora.target_modules", f"must be a non-empty list of module names, got {targets!r}")
+        elif isinstance(targets, list) and check_files:
+            problems.extend(_lora_target_problems(spec, targets))
     # The sandbox's own limits: a timeout ≤ 0 fails every call of a user reward, a huge one hangs the run.
     if not (finite(spec.reward_timeout_s) and 0 < spec.reward_timeout_s <= 3600):
         bad("reward_timeout_s", f"must be a number of seconds in (0, 3600], got {spec.reward_timeout_s}")
@@ -145,17 +152,54 @@ def init_adapter_problems(spec: RunSpec, check_files: bool = True) -> list[SpecE
         if config.get(key) is not None and config.get(key) != ours:
             problems.append(SpecError(label, f"must match the init adapter's {key} ({config.get(key)}), got {ours}"))
     theirs = config.get("target_modules")
-    if theirs is not None:
-        from app.engine.training.backend import lora_targets
-
-        wanted = lora_targets(spec.lora)
-        theirs_set = {theirs} if isinstance(theirs, str) else set(theirs)
-        wanted_set = {wanted} if isinstance(wanted, str) else set(wanted)
-        if theirs_set != wanted_set:
+    wanted = _lora_target_names(spec)
+    if theirs is not None and wanted is not None:
+        # PEFT writes 'all-linear' out as names, sometimes full paths (transformer.h.0.attn.c_proj): compare the
+        # layer names.
+        theirs_set = {str(name).rsplit(".", 1)[-1] for name in ([theirs] if isinstance(theirs, str) else theirs)}
+        if theirs_set != set(wanted):
             problems.append(SpecError("lora.target_modules",
                                       f"must match the init adapter's target modules {sorted(theirs_set)}, "
-                                      f"got {sorted(wanted_set)}"))
+                                      f"got {sorted(wanted)}"))
     return problems
+
+
+def _lora_target_problems(spec: RunSpec, targets: list[str]) -> list[SpecError]:
+    """Named targets the model has no linear layer of (Llama's q_proj on a GPT-2 model): PEFT's own error comes
+    after the model loaded and does not say which names the model has."""
+    names = _model_linear_names(spec)
+    missing = [t for t in targets if names is not None and t not in names]
+    if not missing:
+        return []
+    return [SpecError("lora.target_modules", f"this model has no linear layer named {', '.join(missing)}; its "
+                                             f"linear layers are {', '.join(names)} (or use 'all-linear')")]
+
+
+def _lora_target_names(spec: RunSpec) -> list[str] | None:
+    """The module names `spec`'s adapter targets, 'all-linear' expanded for the model's architecture; None where
+    that needs a model not on this machine yet (the worker's load of the init adapter then refuses a mismatch)."""
+    if spec.lora.target_modules != "all-linear":
+        return list(spec.lora.target_modules)
+    return _model_linear_names(spec)
+
+
+def _model_linear_names(spec: RunSpec) -> list[str] | None:
+    """The model's linear layer names (built from its config on the meta device: no weights are read), or None
+    where the model is not on this machine yet (a hub id, the default model before its first conversion)."""
+    from app.engine.training.backend import architecture_linear_names
+    from app.engine.training.models import default_model_dir
+
+    try:
+        kind, value = classify_model(spec.model)
+    except ModelNotFound:
+        return None
+    folder = default_model_dir() if kind == "default" else Path(value) if kind == "folder" else None
+    if folder is None or not (folder / "config.json").exists():
+        return None
+    try:
+        return architecture_linear_names(str(folder))
+    except Exception:  # an unreadable config is the model check's to report
+        return None
 
 
 def _name_problem(field: str, value: Any, module: str, enum: str) -> list[SpecError]:

@@ -11,12 +11,18 @@ matmuls are emulated: on a 2-core AVX2 EPYC a GRPO step took 149 s there against
 """
 from __future__ import annotations
 
+import functools
 import os
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
-ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+# A ChatML template for tokenizers that have none (base models, GPT-2-style): the prompts' role markers then
+# tokenise as plain text, which a base model learns as any other text.
+CHATML_TEMPLATE = (
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + "
+    "'\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
 
 
 class BackendError(RuntimeError):
@@ -34,6 +40,8 @@ class BackendInfo:
     unsloth_version: str | None = None
     fast_inference: bool = False
     load_in_4bit: bool = False
+    # What loading chose for this model where it needed care (pad token, chat template, dtype), one sentence each.
+    model_notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -110,8 +118,34 @@ def _resolve_dtype(dtype: str, cuda: bool, unsloth: bool) -> str:
     return "bfloat16" if unsloth else "float32"
 
 
-def lora_targets(lora: Any) -> list[str] | str:
-    return ALL_LINEAR if lora.target_modules == "all-linear" else list(lora.target_modules)
+def linear_module_names(model: Any) -> list[str]:
+    """The names (last component) of `model`'s linear layers except its output head: what PEFT's 'all-linear'
+    adapts, for any architecture (Llama's q_proj…, GPT-2's c_attn…, Phi-3's qkv_proj…)."""
+    import torch
+    from transformers.pytorch_utils import Conv1D
+
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    names = {name.rsplit(".", 1)[-1] for name, module in model.named_modules()
+             if isinstance(module, (torch.nn.Linear, Conv1D)) and module is not head and name}
+    return sorted(names)
+
+
+@functools.lru_cache(maxsize=32)
+def architecture_linear_names(model_path: str) -> list[str]:
+    """`linear_module_names` of the model in `model_path` built on the meta device from its config alone (no
+    weights are read, so it is cheap even for a 7B model)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.from_pretrained(model_path)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    return linear_module_names(model)
+
+
+def lora_targets(lora: Any, model: Any) -> list[str]:
+    """The module names the adapter targets on `model` ('all-linear' expanded for this architecture)."""
+    return linear_module_names(model) if lora.target_modules == "all-linear" else list(lora.target_modules)
 
 
 def peft_config(spec: Any):
@@ -124,6 +158,7 @@ def peft_config(spec: Any):
         r=spec.lora.r,
         lora_alpha=spec.lora.alpha,
         lora_dropout=spec.lora.dropout,
+        # PEFT expands 'all-linear' for the model it wraps (and writes the names into adapter_config.json).
         target_modules=spec.lora.target_modules,
         task_type="CAUSAL_LM",
     )
@@ -155,16 +190,17 @@ def load_model(spec: Any, info: BackendInfo, model_path: str) -> tuple[Any, Any,
                 r=spec.lora.r,
                 lora_alpha=spec.lora.alpha,
                 lora_dropout=spec.lora.dropout,
-                target_modules=lora_targets(spec.lora),
+                target_modules=lora_targets(spec.lora, model),
                 use_gradient_checkpointing="unsloth" if spec.training.gradient_checkpointing else False,
                 random_state=spec.seed,
             )
         if getattr(spec, "init_adapter", None):
             load_init_adapter(model, spec.init_adapter)
-        return model, _fix_tokenizer(tokenizer), None
+        return model, _fix_tokenizer(tokenizer, info.model_notes), None
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(model_path)
+    _note_dtype(model_path, spec.dtype, info)
     model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch_dtype)
     if info.device.startswith("cuda"):
         model = model.to("cuda")
@@ -175,8 +211,8 @@ def load_model(spec: Any, info: BackendInfo, model_path: str) -> tuple[Any, Any,
 
         model = get_peft_model(model, peft_config(spec))
         load_init_adapter(model, spec.init_adapter)
-        return model, _fix_tokenizer(tokenizer), None
-    return model, _fix_tokenizer(tokenizer), peft_config(spec)
+        return model, _fix_tokenizer(tokenizer, info.model_notes), None
+    return model, _fix_tokenizer(tokenizer, info.model_notes), peft_config(spec)
 
 
 def load_init_adapter(model: Any, folder: str) -> int:
@@ -198,11 +234,37 @@ def load_init_adapter(model: Any, folder: str) -> int:
     return len(weights)
 
 
-def _fix_tokenizer(tokenizer: Any) -> Any:
+def _fix_tokenizer(tokenizer: Any, notes: list[str] | None = None) -> Any:
+    """Give the tokenizer what training and chat-formatted prompts need, saying in `notes` what was chosen."""
+    notes = notes if notes is not None else []
     tok = getattr(tokenizer, "tokenizer", tokenizer)  # processors wrap a tokenizer
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
+        notes.append(f"pad token: the tokenizer has none; using its end-of-sequence token {tok.eos_token!r} "
+                     "(padding is masked out of the loss)")
+    if not getattr(tok, "chat_template", None):
+        tok.chat_template = CHATML_TEMPLATE
+        if tokenizer is not tok:
+            tokenizer.chat_template = CHATML_TEMPLATE
+        notes.append("chat template: the tokenizer has none; using ChatML (<|im_start|>role … <|im_end|>), which "
+                     "the saved adapter's tokenizer keeps, so evaluation and chat ask the same way")
     return tokenizer
+
+
+def _note_dtype(model_path: str, requested: str, info: BackendInfo) -> None:
+    """Say when the weights are stored in another dtype than the run computes in (e.g. bf16 files trained in fp32
+    on a CPU without native bf16)."""
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(model_path)
+    except Exception:  # the load that follows reports an unreadable model in its own words
+        return
+    stored = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None)
+    stored = str(stored).replace("torch.", "") if stored is not None else None
+    if stored and stored != info.dtype:
+        info.model_notes.append(f"dtype: the weights are stored in {stored}; this run computes in {info.dtype} "
+                                f"(dtype: {requested} on {info.device})")
 
 
 def check_backend_request(spec: Any) -> str | None:

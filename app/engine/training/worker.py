@@ -244,6 +244,10 @@ def _train(
     from app.engine.training.backend import load_model
 
     model, tokenizer, peft_cfg = load_model(spec, info, model_path)
+    for note in info.model_notes:  # what loading chose where this model needed care
+        log(f"Model: {note}")
+    if info.model_notes:
+        runs.update_status(run_dir, model_notes=info.model_notes)
     _check_stop(stop, "while loading the model")  # a signal during the load is only noted by the handler
     unsloth = info.name == "unsloth"
     eval_tokens = spec.logging.eval_max_new_tokens or spec.generation.max_completion_length
