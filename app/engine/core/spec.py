@@ -17,7 +17,7 @@ from typing import Any, get_args, get_origin, get_type_hints
 import yaml
 
 from app.engine import methods
-from app.engine.core.fields import BACKENDS, DTYPES, SpecError, spec_field  # noqa: F401 (the spec vocabulary)
+from app.engine.core.fields import BACKENDS, DTYPES, VLLM_MODES, SpecError, spec_field  # noqa: F401 (the spec vocabulary)
 
 METHODS = methods.keys()  # every registered training method (app/engine/methods/), in display order
 RL_METHODS = methods.rl_keys()  # methods that sample completions and score them with rewards
@@ -168,6 +168,17 @@ class GenerationSpec:
     max_length: int = spec_field("Max tokens of prompt+completion (SFT/DFT/DPO truncation).", 256)
     temperature: float = spec_field("Sampling temperature for rollouts.", 1.0)
     top_p: float = spec_field("Nucleus sampling for rollouts.", 1.0)
+    vllm: str = spec_field(
+        "GRPO-family rollouts with vLLM (a CUDA GPU and `pip install vllm`): 'off' (transformers' generate), "
+        "'colocate' (vLLM inside the training process, on its GPU) or 'server' (a `trl vllm-serve` server on GPUs "
+        "of its own; TRL sends it the weights after each step).", "off")
+    vllm_server_host: str = spec_field("vllm: server — the server's host.", "127.0.0.1")
+    vllm_server_port: int = spec_field("vllm: server — the server's port.", 8000)
+    vllm_server_devices: str | None = spec_field(
+        "vllm: server — start `trl vllm-serve` for the run on these CUDA devices (e.g. '1', or '2,3'), and stop it "
+        "with the run. None: use a server already running at host:port.", None)
+    vllm_gpu_memory_utilization: float = spec_field(
+        "Share of the vLLM GPU's memory vLLM may take (colocate: shared with training, so keep it low).", 0.3)
 
 
 @dataclass

@@ -18,6 +18,7 @@ from app.engine import methods
 from app.engine.core.fields import (
     BACKENDS,
     DTYPES,
+    VLLM_MODES,
     SpecError,
     check_positive_int,
     finite,
@@ -83,6 +84,7 @@ def spec_problems(spec: RunSpec, check_files: bool = True) -> list[SpecError]:
             bad("training.keep_best", "needs periodic evaluations to choose from: set logging.eval_every")
         elif spec.data.eval_size == 0 and not spec.data.eval_source:
             bad("training.keep_best", "needs held-out rows: set data.eval_size (or data.eval_source)")
+    problems.extend(vllm_problems(spec, check_files))
     if lg.eval_max_new_tokens is not None:
         check_positive_int(bad, "logging.eval_max_new_tokens", lg.eval_max_new_tokens)
     for problem in tracker_problems(lg.report_to):
@@ -162,6 +164,39 @@ def init_adapter_problems(spec: RunSpec, check_files: bool = True) -> list[SpecE
                                       f"must match the init adapter's target modules {sorted(theirs_set)}, "
                                       f"got {sorted(wanted)}"))
     return problems
+
+
+def vllm_problems(spec: RunSpec, check_machine: bool = True) -> list[SpecError]:
+    """`generation.vllm` and its settings; `check_machine` also asks this machine (CUDA, vllm, the server's port)."""
+    from app.engine.training import vllm_generation
+
+    g, field = spec.generation, "generation.vllm"
+    if g.vllm not in VLLM_MODES:
+        return [SpecError(field, f"unknown mode {g.vllm!r}; choose one of {', '.join(VLLM_MODES)}")]
+    if g.vllm == "off":
+        return []
+    problems = []
+    if spec.method not in methods.rl_keys():
+        problems.append(SpecError(field, f"only GRPO-family methods ({', '.join(methods.rl_keys())}) sample "
+                                         f"completions during training; {spec.method} does not"))
+    if spec.fast_inference:
+        problems.append(SpecError(field, "fast_inference already generates with vLLM (Unsloth's); use one of them"))
+    if not (finite(g.vllm_gpu_memory_utilization) and 0 < g.vllm_gpu_memory_utilization <= 1):
+        problems.append(SpecError("generation.vllm_gpu_memory_utilization",
+                                  f"must be a share in (0, 1], got {g.vllm_gpu_memory_utilization}"))
+    if g.vllm == "server":
+        if isinstance(g.vllm_server_port, bool) or not isinstance(g.vllm_server_port, int) or not (
+                0 < g.vllm_server_port < 65536):
+            problems.append(SpecError("generation.vllm_server_port",
+                                      f"must be a TCP port (1–65535), got {g.vllm_server_port!r}"))
+        devices = g.vllm_server_devices
+        if devices is not None and not all(part.strip().isdigit() for part in str(devices).split(",")):
+            problems.append(SpecError("generation.vllm_server_devices",
+                                      f"must be CUDA device numbers such as '1' or '2,3', got {devices!r}"))
+    if problems or not check_machine:
+        return problems
+    problem = vllm_generation.environment_problem(g.vllm) or vllm_generation.server_problem(g)
+    return [SpecError(field, problem)] if problem else []
 
 
 def _lora_target_problems(spec: RunSpec, targets: list[str]) -> list[SpecError]:

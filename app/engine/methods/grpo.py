@@ -82,8 +82,19 @@ def grpo_config(parts: TrainerParts) -> Any:
         reward_weights=list(parts.reward_weights),
         log_completions=spec.logging.log_completions,
         num_completions_to_print=0,  # the app shows samples; the log stays readable
-        use_vllm=False,
+        **vllm_options(g),
     )
+
+
+def vllm_options(g: Any) -> dict[str, Any]:
+    """GRPOConfig's vLLM fields for `generation.vllm` (validated before the run: CUDA, vllm installed, the server)."""
+    if g.vllm == "off":
+        return {"use_vllm": False}
+    options: dict[str, Any] = dict(use_vllm=True, vllm_mode=g.vllm,
+                                   vllm_gpu_memory_utilization=g.vllm_gpu_memory_utilization)
+    if g.vllm == "server":
+        options.update(vllm_server_host=g.vllm_server_host, vllm_server_port=g.vllm_server_port)
+    return options
 
 
 def trainer_class(base: type, parts: TrainerParts) -> type:
@@ -174,4 +185,5 @@ class GRPO(TrainingMethod):
 
 
 METHODS = (GRPO(),)
-__all__ = ["GRPO", "GRPOSpec", "GRPO_LOSS_TYPES", "SCALE_REWARDS", "grpo_config", "trainer_class", "trainer_kwargs"]
+__all__ = ["GRPO", "GRPOSpec", "GRPO_LOSS_TYPES", "SCALE_REWARDS", "grpo_config", "trainer_class", "trainer_kwargs",
+           "vllm_options"]

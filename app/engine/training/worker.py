@@ -201,7 +201,10 @@ def _train(
 ) -> RunResult:
     from app.engine.training.backend import check_backend_request, choose_backend
 
-    problem = check_backend_request(spec)
+    from app.engine.training import vllm_generation
+
+    problem = (check_backend_request(spec) or vllm_generation.environment_problem(spec.generation.vllm)
+               or vllm_generation.server_problem(spec.generation))
     if problem:
         raise RunFailed(problem)
     info = choose_backend(spec.backend, spec.dtype)  # before anything imports trl
@@ -241,6 +244,11 @@ def _train(
     _check_stop(stop, "before loading the model")
     model_path = resolve_model(spec.model, progress=lambda f, m: log(f"[model {f:.0%}] {m}"))
     runs.update_status(run_dir, model_path=model_path)
+    if spec.generation.vllm == "server" and spec.generation.vllm_server_devices:
+        server = vllm_generation.start_server(model_path, spec.generation, run_dir)
+        cleanup.callback(vllm_generation.stop_server, server)  # stopped however the run ends
+        log(f"vLLM server: trl vllm-serve on CUDA devices {spec.generation.vllm_server_devices}, "
+            f"{spec.generation.vllm_server_host}:{spec.generation.vllm_server_port} (log: {vllm_generation.SERVER_LOG})")
     from app.engine.training.backend import load_model
 
     model, tokenizer, peft_cfg = load_model(spec, info, model_path)
