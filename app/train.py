@@ -31,7 +31,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-progress", action="store_true", help="no progress bar (e.g. when logging to a file)")
     p.add_argument("--validate-only", action="store_true", help="run every check a run makes before it loads the model, then exit")
     p.add_argument("--help-spec", action="store_true", help="list every spec field with its help text")
+    # One rank of a multi-process run, started by its launcher (app/engine/training/distributed.py).
+    p.add_argument("--rank-of", metavar="RUN_DIR", help=argparse.SUPPRESS)
+    p.add_argument("--rank-resume", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.rank_of:
+        return args
     if not (args.spec or args.resume or args.help_spec or args.status):
         p.error("give a SPEC.yaml, --resume RUN_DIR or --status RUN_DIR")
     if args.resume and args.spec:
@@ -57,6 +62,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.status:
         return print_status(Path(args.status))
+    if args.rank_of:
+        from app.engine.training.launcher import run_rank
+
+        return run_rank(Path(args.rank_of), resume=args.rank_resume, progress_bar=not args.no_progress)
     overrides = list(args.set)
     if args.max_steps is not None:
         overrides.append(f"training.max_steps={args.max_steps}")
@@ -86,7 +95,10 @@ def main(argv: list[str] | None = None) -> int:
         warning = device_check(run_dir, runs_dir)
         if warning:
             print(f"note: {warning}", file=sys.stderr)
-        from app.engine.training.worker import train
+        if spec.distributed.processes > 1:  # this process launches the run's ranks and watches them
+            from app.engine.training.launcher import train_distributed as train
+        else:
+            from app.engine.training.worker import train
 
         result = train(spec, run_dir=run_dir, runs_dir=runs_dir, resume=bool(args.resume),
                        progress_bar=not args.no_progress)

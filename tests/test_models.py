@@ -67,3 +67,19 @@ def test_auto_backend_avoids_unsloths_bf16_cpu_backend_without_native_bf16(monke
     monkeypatch.delenv("RFT_WORKBENCH_CPU_BF16")
     flags = open("/proc/cpuinfo").read() if os.path.exists("/proc/cpuinfo") else ""
     assert backend.cpu_has_native_bf16() == ("avx512_bf16" in flags or "amx_bf16" in flags)
+
+
+def test_auto_takes_trl_where_the_engine_measured_it_faster():
+    """GRPO with shared prefixes on a CPU (only TRL's path has them) and several processes: TRL + PEFT; otherwise
+    `auto` stays the machine's choice (Unsloth on a GPU or a bf16 CPU)."""
+    from app.engine.core.spec import RunSpec
+    from app.engine.training.backend import resolve_auto
+
+    grpo = RunSpec(method="grpo")
+    assert resolve_auto(grpo, cuda=False, processes=1)[0] == "trl"
+    assert "shared_prefix" in resolve_auto(grpo, cuda=False, processes=1)[1]
+    assert resolve_auto(grpo, cuda=True, processes=1) == ("auto", None)
+    assert resolve_auto(grpo.with_overrides(["grpo.shared_prefix=false"]), cuda=False, processes=1) == ("auto", None)
+    assert resolve_auto(RunSpec(method="sft"), cuda=False, processes=1) == ("auto", None)
+    assert resolve_auto(RunSpec(method="sft"), cuda=True, processes=2)[0] == "trl"
+    assert resolve_auto(grpo.replace(backend="unsloth"), cuda=False, processes=1) == ("unsloth", None)

@@ -9,6 +9,7 @@ from typing import Any, Callable
 
 BACKENDS = ("auto", "unsloth", "trl")  # values of RunSpec.backend
 DTYPES = ("auto", "float32", "bfloat16", "float16")  # values of RunSpec.dtype
+STRATEGIES = ("ddp", "fsdp", "deepspeed_zero2", "deepspeed_zero3")  # values of RunSpec.distributed.strategy
 VLLM_MODES = ("off", "colocate", "server")  # values of RunSpec.generation.vllm (TRL's use_vllm / vllm_mode)
 
 

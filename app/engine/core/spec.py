@@ -17,7 +17,14 @@ from typing import Any, get_args, get_origin, get_type_hints
 import yaml
 
 from app.engine import methods
-from app.engine.core.fields import BACKENDS, DTYPES, VLLM_MODES, SpecError, spec_field  # noqa: F401 (the spec vocabulary)
+from app.engine.core.fields import (  # noqa: F401 (the spec vocabulary)
+    BACKENDS,
+    DTYPES,
+    STRATEGIES,
+    VLLM_MODES,
+    SpecError,
+    spec_field,
+)
 
 METHODS = methods.keys()  # every registered training method (app/engine/methods/), in display order
 RL_METHODS = methods.rl_keys()  # methods that sample completions and score them with rewards
@@ -203,6 +210,21 @@ class LoggingSpec:
         "prompt, completion, each reward, advantage).", False)
 
 
+@dataclass
+class DistributedSpec:
+    """Several processes on this machine (one per GPU; on a CPU they share the cores), each a copy of the same run."""
+
+    processes: int = spec_field(
+        "Training processes (1: this process only). More: the run starts one process per device, data-parallel "
+        "(the global batch is per_device_train_batch_size × processes); rank 0 alone writes the run folder.", 1)
+    strategy: str = spec_field(
+        "ddp (every process holds the whole model), fsdp (parameters sharded across GPUs), deepspeed_zero2 or "
+        "deepspeed_zero3 (DeepSpeed ZeRO; pip install deepspeed). fsdp and DeepSpeed need CUDA GPUs.", "ddp")
+    config_file: str | None = spec_field(
+        "A DeepSpeed JSON (deepspeed_* strategies) or an FSDP config JSON (fsdp) replacing the one shipped in "
+        "recipes/accelerate/. None: the shipped file.", None)
+
+
 def _with_method_sections(cls: type) -> type:
     """`cls` as a dataclass with one field per method section, after `generation` (the YAML order users know).
     A method owns its section's dataclass (app/engine/methods/<method>.py); the RunSpec only lists them."""
@@ -243,6 +265,7 @@ class RunSpec:
     # Here each method with a section of its own (methods.with_section(): grpo, prefix, dpo, …) gets a field named
     # after it, added by `_with_method_sections` below.
     logging: LoggingSpec = spec_field("Metrics, samples, checkpoints, evaluation.", factory=LoggingSpec)
+    distributed: DistributedSpec = spec_field("Processes and devices the run trains on.", factory=DistributedSpec)
     reward_timeout_s: float = spec_field("Wall-time limit per batch call of a user-written reward.", 10.0)
     reward_max_failure_rate: float = spec_field("Stop the run when a reward fails on more than this share of calls.", 0.2)
 

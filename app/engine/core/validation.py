@@ -85,6 +85,9 @@ def spec_problems(spec: RunSpec, check_files: bool = True) -> list[SpecError]:
         elif spec.data.eval_size == 0 and not spec.data.eval_source:
             bad("training.keep_best", "needs held-out rows: set data.eval_size (or data.eval_source)")
     problems.extend(vllm_problems(spec, check_files))
+    from app.engine.training import distributed
+
+    problems.extend(SpecError(field, problem) for field, problem in distributed.problems(spec, check_files))
     if lg.eval_max_new_tokens is not None:
         check_positive_int(bad, "logging.eval_max_new_tokens", lg.eval_max_new_tokens)
     for problem in tracker_problems(lg.report_to):

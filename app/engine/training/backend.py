@@ -107,6 +107,22 @@ def choose_backend(requested: str = "auto", dtype: str = "auto") -> BackendInfo:
     return BackendInfo(name="trl", device=device, dtype=_resolve_dtype(dtype, cuda, unsloth=False), reason=reason)
 
 
+def resolve_auto(spec: Any, cuda: bool, processes: int) -> tuple[str, str | None]:
+    """What `backend: auto` asks `choose_backend` for, and why when it is not the machine's own choice: TRL + PEFT
+    for several processes (Unsloth's patches are single-process here), and on a CPU for GRPO with
+    `grpo.shared_prefix`, which only TRL's path has: on an AMX Xeon, where Unsloth's bf16 CPU backend is otherwise
+    the faster one, the engine's GRPO step took 12.8 s on TRL + shared prefix (fp32) against 17.8 s on Unsloth
+    (bench/bench_grpo.py, docs/benchmarks.md)."""
+    if spec.backend != "auto":
+        return spec.backend, None
+    if processes > 1:
+        return "trl", f"backend auto with {processes} processes: TRL + PEFT"
+    if not cuda and spec.method == "grpo" and spec.grpo.shared_prefix:
+        return "trl", ("backend auto, GRPO on a CPU: TRL + PEFT with grpo.shared_prefix (each prompt computed once "
+                       "per group), faster than Unsloth's CPU backend (backend: unsloth forces it)")
+    return "auto", None
+
+
 def _resolve_dtype(dtype: str, cuda: bool, unsloth: bool) -> str:
     if dtype != "auto":
         return dtype

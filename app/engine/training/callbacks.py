@@ -11,6 +11,7 @@ from transformers import TrainerCallback
 
 import rewards
 from app.engine.core import runs
+from app.engine.training.distributed import any_rank
 
 
 def peak_memory_mb() -> float:
@@ -74,9 +75,14 @@ class RunFolderCallback(TrainerCallback):
                 self.failure_check()
             except Exception as exc:  # a reward failing too often: end the run with its message
                 self.failure = exc
-                control.should_training_stop = True
-                return control
-        if self.stop.requested:
+        # Several processes: every rank stops at this same step, or the others would wait for it forever.
+        failed_somewhere, stop_somewhere = any_rank(self.failure is not None, self.stop.requested)
+        if failed_somewhere:
+            if self.failure is None:
+                self.failure = RuntimeError("a reward failed too often on another rank of this run")
+            control.should_training_stop = True
+            return control
+        if stop_somewhere:
             self.stopped = True
             control.should_training_stop = True
             control.should_save = True  # a checkpoint at the step where we stopped, so resume loses nothing

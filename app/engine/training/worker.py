@@ -93,6 +93,9 @@ def train(
     progress_bar: bool = True,
     log: Callable[[str], None] = print,
     error_log: Callable[[str], None] | None = None,
+    attached: bool = False,
+    stop_dir: Path | None = None,
+    checkpoints_from: Path | None = None,
 ) -> RunResult:
     """Run `spec` to completion in this process, writing the run folder. Never raises for run errors: they end in
     status `failed` with the error and traceback (and the error goes to `error_log`, default stderr).
@@ -100,35 +103,48 @@ def train(
     Problems found before anything is written raise instead, and leave no folder (or an existing one unchanged):
     SpecError for the spec, its data or rewards (`validation.check_run`, the same check as `--validate-only`), and
     RunFolderError for the folder (occupied, not writable, or not resumable: finished, or its worker alive). On
-    resume, `spec` (the run's spec.yaml with any overrides) is written to the folder only once all checks passed."""
+    resume, `spec` (the run's spec.yaml with any overrides) is written to the folder only once all checks passed.
+
+    `attached`: one rank of a multi-process run (training/distributed.py), whose launcher made those checks and the
+    folder; `stop_dir` is the run folder whose STOP file it obeys and `checkpoints_from` the one it resumes from
+    (a rank > 0 trains in a scratch folder of its own)."""
     from app.engine.core.validation import check_run
 
     error_log = error_log or _say_error
     status: dict[str, Any] = {}
-    if resume:
+    if attached:
+        run_dir = Path(run_dir)
+    elif resume:
         if run_dir is None:
             raise ValueError("resume=True needs the run_dir of the run to continue")
         run_dir = Path(run_dir)
         status = check_resume(run_dir, spec)
-    check_run(spec)
-    if resume:
-        _prepare_resume(run_dir, spec, status, log)
-    else:
-        run_dir = runs.create_run_dir(spec, runs_dir, run_dir)
-    stop = StopFlag(run_dir)
+    if not attached:
+        check_run(spec)
+        if spec.distributed.processes > 1:
+            raise SpecError("distributed.processes", "a multi-process run starts its processes from "
+                                                     "`python -m app.train` or start_run(), not inside this one; "
+                                                     "set 1 to train in this process")
+        if resume:
+            prepare_resume(run_dir, spec, status, log)
+        else:
+            run_dir = runs.create_run_dir(spec, runs_dir, run_dir)
+    stop = StopFlag(stop_dir or run_dir)
     stop.install()
     info = pid_info()
-    # A stop asked while this worker process started (launch_run recorded its pid) stands; an older STOP file is
-    # left from an earlier stop. In-process callers (notebooks) count from this call instead.
-    launched = runs.read_json(run_dir / "status.json").get("pid") == info["pid"]
-    runs.clear_stale_stop(run_dir, since=info["pid_started_at"] if launched else time.time())
+    if not attached:
+        # A stop asked while this worker process started (launch_run recorded its pid) stands; an older STOP file
+        # is left from an earlier stop. In-process callers (notebooks) count from this call instead. (The ranks of
+        # a multi-process run leave this to their launcher.)
+        launched = runs.read_json(run_dir / "status.json").get("pid") == info["pid"]
+        runs.clear_stale_stop(run_dir, since=info["pid_started_at"] if launched else time.time())
     runs.update_status(
         run_dir, state="running", started_at=time.time(), error=None, traceback=None, max_steps=spec.training.max_steps,
         stop_reason=None, **info,
     )
     try:
         with contextlib.ExitStack() as cleanup:  # closes sandboxed reward workers however the run ends
-            return _train(spec, run_dir, resume, stop, progress_bar, log, cleanup)
+            return _train(spec, run_dir, resume, stop, progress_bar, log, cleanup, checkpoints_from)
     except RunStopped as exc:  # before training, or inside an evaluation: what was logged so far stays
         ckpt = runs.latest_checkpoint(run_dir)
         runs.update_status(
@@ -171,7 +187,7 @@ def check_resume(run_dir: Path, spec: RunSpec) -> dict[str, Any]:
     return status
 
 
-def _prepare_resume(run_dir: Path, spec: RunSpec, status: dict[str, Any], log: Callable[[str], None]) -> None:
+def prepare_resume(run_dir: Path, spec: RunSpec, status: dict[str, Any], log: Callable[[str], None]) -> None:
     """The resumed worker's first writes, after every check passed: the spec with its overrides, and (a finished
     run trained further) its final adapter moved aside, so the new final adapter replaces nothing."""
     spec_file = run_dir / "spec.yaml"
@@ -197,17 +213,24 @@ def _has_start_eval(run_dir: Path) -> bool:
 
 def _train(
     spec: RunSpec, run_dir: Path, resume: bool, stop: StopFlag, progress_bar: bool, log: Callable[[str], None],
-    cleanup: contextlib.ExitStack,
+    cleanup: contextlib.ExitStack, checkpoints_from: Path | None = None,
 ) -> RunResult:
-    from app.engine.training.backend import check_backend_request, choose_backend
-
     from app.engine.training import vllm_generation
+    from app.engine.training.backend import check_backend_request, choose_backend
 
     problem = (check_backend_request(spec) or vllm_generation.environment_problem(spec.generation.vllm)
                or vllm_generation.server_problem(spec.generation))
     if problem:
         raise RunFailed(problem)
-    info = choose_backend(spec.backend, spec.dtype)  # before anything imports trl
+    import torch
+
+    from app.engine.training.backend import resolve_auto
+    from app.engine.training.distributed import rank_and_world
+
+    requested, why = resolve_auto(spec, torch.cuda.is_available(), rank_and_world()[1])
+    info = choose_backend(requested, spec.dtype)  # before anything imports trl
+    if why:
+        info.reason = why
     runs.update_status(run_dir, backend=info.name, device=info.device, dtype=info.dtype, backend_reason=info.reason)
     log(f"Backend: {info.name} on {info.device} ({info.dtype}); {info.reason}")
     if info.name == "trl":
@@ -335,7 +358,7 @@ def _train(
     if trackers.report_to:
         trainer.add_callback(spec_callback(spec.to_dict()))  # after the integrations' own on_train_begin
 
-    checkpoint = runs.latest_checkpoint(run_dir) if resume else None
+    checkpoint = runs.latest_checkpoint(checkpoints_from or run_dir) if resume else None
     if resume and checkpoint is None:
         log("No complete checkpoint found: starting this run again from step 0.")
     runs.update_status(run_dir, resumed_from=str(checkpoint) if checkpoint else None)
@@ -450,6 +473,8 @@ def _health_callback(run_dir: Path, spec: RunSpec, log: Callable[[str], None]) -
 
 def common_args(spec: RunSpec, info: Any, run_dir: Path) -> dict[str, Any]:
     """TrainingArguments every method's TRL config shares (a method adds its own)."""
+    from app.engine.training import distributed
+
     t, lg = spec.training, spec.logging
     cuda = info.device.startswith("cuda")
     return dict(
@@ -476,6 +501,7 @@ def common_args(spec: RunSpec, info: Any, run_dir: Path) -> dict[str, Any]:
         fp16=cuda and info.dtype == "float16",
         disable_tqdm=True,
         dataloader_num_workers=0,
+        **distributed.trainer_args(spec, cuda),
     )
 
 
@@ -483,4 +509,4 @@ def train_from_yaml(path: str | Path, **kwargs: Any) -> RunResult:
     return train(RunSpec.load(path), **kwargs)
 
 
-__all__ = ["train", "train_from_yaml", "check_resume", "RunResult", "RunFailed", "RunStopped", "SpecError"]
+__all__ = ["train", "train_from_yaml", "check_resume", "prepare_resume", "pid_info", "RunResult", "RunFailed", "RunStopped", "SpecError"]
