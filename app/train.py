@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
             check_run(spec)  # the same function every run calls before it creates its folder
             print("spec OK")
             return 0
-        warning = device_check(run_dir, runs_dir)
+        warning = device_check(run_dir, runs_dir, spec.distributed.processes)
         if warning:
             print(f"note: {warning}", file=sys.stderr)
         if spec.distributed.processes > 1:  # this process launches the run's ranks and watches them
@@ -112,14 +112,17 @@ def main(argv: list[str] | None = None) -> int:
     return {"finished": 0, "stopped": 3}.get(result.state, 1)
 
 
-def device_check(run_dir: Path | None, runs_dir: Path | None) -> str | None:
-    """The app's one-GPU rule for a run started from the shell: LaunchRefused while another run of the same runs
-    folder holds the GPU; on a CPU, a warning that the cores are shared (None when nothing else runs)."""
+def device_check(run_dir: Path | None, runs_dir: Path | None, processes: int = 1) -> str | None:
+    """The app's GPU rule for a run started from the shell: LaunchRefused while other runs of the same runs folder
+    hold the GPUs this one asks for; on a CPU, a warning that the cores are shared (None when nothing else runs).
+    A run given its GPUs (CUDA_VISIBLE_DEVICES, as the app does when it starts one) uses those."""
     from app.engine.core import runs
-    from app.engine.core.processes import launch_check
+    from app.engine.core.processes import gpu_available, launch_check
 
+    if os.environ.get("CUDA_VISIBLE_DEVICES") and gpu_available():
+        return None
     folder = run_dir.parent if run_dir is not None else (runs_dir or runs.default_runs_dir())
-    return launch_check(Path(folder), exclude=run_dir) if Path(folder).is_dir() else None
+    return launch_check(Path(folder), exclude=run_dir, wanted=processes) if Path(folder).is_dir() else None
 
 
 # Metrics `--status` shows from the last training line, when logged.

@@ -131,6 +131,32 @@ def test_a_second_run_is_refused_on_a_gpu_and_warned_about_on_a_cpu(tmp_path):
     assert len(runs.list_runs(tmp_path)) == 1  # nothing was created
 
 
+def test_runs_get_the_gpus_they_ask_for_among_the_free_ones(tmp_path):
+    """Several GPUs: a run asking for `distributed.processes` GPUs gets free ones, or a sentence naming who holds
+    them; a run started by hand (no recorded devices) counts as holding its processes' worth from GPU 0."""
+    first = fake_active_run(tmp_path, "first")
+    runs.update_status(first, devices=[0, 1])
+    assert processes.allot_devices(tmp_path, 2, total=4) == [2, 3]
+    with pytest.raises(processes.LaunchRefused, match="'first' holds 2 of this machine's 4 GPUs; this run asks "
+                                                      "for 3 and 2 are free"):
+        processes.allot_devices(tmp_path, 3, total=4)
+    by_hand = fake_active_run(tmp_path, "by-hand")
+    runs.update_status(by_hand, processes=1)
+    assert processes.allot_devices(tmp_path, 1, total=4) == [3]
+    assert processes.allot_devices(tmp_path, 2, total=4, exclude=by_hand) == [2, 3]
+    assert processes.launch_check(tmp_path, gpu=True, wanted=1, total=4) is None
+    with pytest.raises(processes.LaunchRefused, match="asks for 2 and 1 is free"):
+        processes.launch_check(tmp_path, gpu=True, wanted=2, total=4)
+    with pytest.raises(processes.LaunchRefused, match="asks for 8 GPUs and this machine has 4"):
+        processes.allot_devices(tmp_path / "empty", 8, total=4)
+    # The app's launch records the GPUs it gave the worker (its CUDA_VISIBLE_DEVICES), for the next launch to skip.
+    spec = RunSpec(rewards=[RewardSpec(name="numeric_answer")])
+    run_dir = runs.create_run_dir(spec, tmp_path / "other")
+    proc = runs.launch_run(run_dir, extra_args=["--validate-only"], devices=[3])
+    assert runs.read_json(run_dir / "status.json")["devices"] == [3]
+    proc.wait(timeout=300)
+
+
 def test_a_running_method_comparison_holds_the_gpu_between_its_runs(tmp_path):
     """Between two methods of a comparison no run is active, yet the comparison will start the next one: on a GPU a
     launch from 3 · Train is refused until the comparison ends; on a CPU it is not."""

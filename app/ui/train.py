@@ -50,6 +50,7 @@ FIELDS: list[tuple[str, str, str, str]] = [
     ("model", "model", "Model", "Basics"),
     ("data.source", "source", "Dataset", "Basics"),
     ("backend", "backend", "Backend", "Basics"),
+    ("distributed.processes", "int", "Processes (one per GPU; CPU: they share the cores)", "Basics"),
     ("training.max_steps", "int", "Max steps", "Training"),
     ("training.learning_rate", "float", "Learning rate", "Training"),
     ("training.per_device_train_batch_size", "int", "Batch size", "Training"),

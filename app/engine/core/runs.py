@@ -445,19 +445,22 @@ def delete_run(run_dir: Path) -> None:
     shutil.rmtree(run_dir)
 
 
-def launch_run(run_dir: Path, extra_args: list[str] | None = None, resume: bool = False) -> subprocess.Popen:
+def launch_run(run_dir: Path, extra_args: list[str] | None = None, resume: bool = False,
+               devices: list[int] | None = None) -> subprocess.Popen:
     """Start `python -m app.train` for an existing run folder in its own process (and session).
 
     The child writes everything to the run folder; its output goes to RUN/train.log. The caller returns at once
-    (the UI never trains in its own process).
+    (the UI never trains in its own process). `devices`: the GPUs it may use (CUDA_VISIBLE_DEVICES), recorded in
+    its status so that later launches leave them to it.
     """
     run_dir = Path(run_dir).resolve()
     args = ["--resume", str(run_dir)] if resume else [str(run_dir / "spec.yaml"), "--run-dir", str(run_dir)]
     (run_dir / STOP_FILE).unlink(missing_ok=True)  # an earlier stop request must not stop this launch
-    proc = spawn("app.train", [*args, *(extra_args or [])], run_dir / "train.log", key=run_dir)
+    env = {"CUDA_VISIBLE_DEVICES": ",".join(str(d) for d in devices)} if devices else None
+    proc = spawn("app.train", [*args, *(extra_args or [])], run_dir / "train.log", key=run_dir, env=env)
     # Record the pid at once: while the worker imports (tens of seconds) readers can already tell it is alive, and a
     # worker that dies before it writes its own status (an import error, the OOM killer) reads back as failed.
-    update_status(run_dir, pid=proc.pid, pid_started_at=process_start_time(proc.pid))
+    update_status(run_dir, pid=proc.pid, pid_started_at=process_start_time(proc.pid), devices=devices or None)
     return proc
 
 

@@ -16,10 +16,12 @@ _CHILDREN: dict[str, subprocess.Popen] = {}  # folder → its worker process, wh
 _LOCK = threading.Lock()
 
 
-def spawn(module: str, args: list[str], log_path: Path, key: str | os.PathLike[str] | None = None) -> subprocess.Popen:
+def spawn(module: str, args: list[str], log_path: Path, key: str | os.PathLike[str] | None = None,
+          env: dict[str, str] | None = None) -> subprocess.Popen:
     """Start `python -m module *args` detached from this process; returns at once. `key` (the folder the worker
-    writes) names it for `child()`; the log file is appended to, so a resumed worker keeps the earlier output."""
-    env = dict(os.environ)
+    writes) names it for `child()`; the log file is appended to, so a resumed worker keeps the earlier output.
+    `env`: variables set for the worker on top of this process's environment."""
+    env = {**os.environ, **(env or {})}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPOSITORY), env.get("PYTHONPATH")]))
     env.setdefault("PYTHONUNBUFFERED", "1")
     with open(log_path, "ab") as log:
