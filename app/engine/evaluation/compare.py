@@ -170,49 +170,52 @@ _CACHE_LOCK = threading.Lock()
 
 def load_model(ref: ModelRef, progress: ProgressFn | None = None) -> tuple[Any, Any]:
     """(model, tokenizer) for inference: fp32 on the CPU, eval mode, adapter merged. Cached by `ref.key`. An
-    endpoint's model is its client (no tokenizer: the server applies its own chat template)."""
+    endpoint's model is its client (no tokenizer: the server applies its own chat template); where the generation
+    worker is on (a CUDA GPU), the model is its handle in that process (generation_worker.WorkerModel)."""
     if ref.endpoint:
         from app.engine.evaluation.endpoint import EndpointModel
 
         return EndpointModel(ref.endpoint, ref.base), None
+    adapter = Path(ref.adapter) if ref.adapter else None
+    if adapter is not None and not adapter.exists():
+        raise CompareError(f"Adapter folder {adapter} does not exist.")
+    from app.engine.evaluation import generation_worker
+
+    if generation_worker.enabled():
+        load = generation_worker.Load(ref.base, str(adapter) if adapter else None, _trained_in_4bit(adapter), ref.label)
+        return generation_worker.WorkerModel(load), None
     with _CACHE_LOCK:
         if ref.key in _CACHE:
             _CACHE.move_to_end(ref.key)
             return _CACHE[ref.key]
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from app.engine.training.models import resolve_model
+    from app.engine.evaluation.loading import load_local
 
     if progress:
         progress(0.0, f"Loading {ref.label}")
-    adapter = Path(ref.adapter) if ref.adapter else None
-    if adapter is not None and not adapter.exists():
-        raise CompareError(f"Adapter folder {adapter} does not exist.")
     try:
-        if adapter is not None and not is_adapter(adapter):  # a full fine-tuned model folder
-            model = AutoModelForCausalLM.from_pretrained(adapter, dtype=torch.float32)
-            tokenizer = AutoTokenizer.from_pretrained(adapter)
-        else:
-            base_path = resolve_model(ref.base, progress)
-            model = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32)
-            tok_source = adapter if adapter is not None and (adapter / "tokenizer_config.json").exists() else base_path
-            tokenizer = AutoTokenizer.from_pretrained(tok_source)
-            if adapter is not None:
-                from peft import PeftModel
-
-                model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
-    except CompareError:
-        raise
+        model, tokenizer = load_local(ref.base, adapter, dtype=torch.float32, device="cpu", progress=progress)
     except Exception as exc:
         raise CompareError(f"Could not load {ref.label}: {exc}") from None
-    model.to("cpu")
-    model.eval()
     with _CACHE_LOCK:
         _CACHE[ref.key] = (model, tokenizer)
         while len(_CACHE) > MODEL_CACHE_SIZE:
             _CACHE.popitem(last=False)
     return model, tokenizer
+
+
+def _trained_in_4bit(adapter: Path | None) -> bool:
+    """Whether the run that made `adapter` loaded its base in 4-bit (the generation worker loads it the same way)."""
+    run = run_of(adapter) if adapter is not None else None
+    if run is None:
+        return False
+    try:
+        from app.engine.core.spec import RunSpec
+
+        return bool(RunSpec.load(run / "spec.yaml").load_in_4bit)
+    except Exception:
+        return False
 
 
 def clear_cache() -> None:

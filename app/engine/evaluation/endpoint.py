@@ -18,8 +18,17 @@ class EndpointError(ValueError):
     """A served model failed to answer; the message names the endpoint and why."""
 
 
+class RemoteModel:
+    """A model whose replies come from outside this process (`generate_completions` hands it the prompts): a served
+    endpoint, or the generation worker's model (generation_worker.WorkerModel)."""
+
+    def generate(self, prompts: Sequence[Any], max_new_tokens: int, do_sample: bool, temperature: float,
+                 num_return_sequences: int = 1) -> tuple[list[str], list[int]]:
+        raise NotImplementedError
+
+
 @dataclass
-class EndpointModel:
+class EndpointModel(RemoteModel):
     """`base_url` (…/v1) and the model name the server expects; the key, if any, from `api_key_env`."""
 
     base_url: str

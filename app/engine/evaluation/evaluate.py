@@ -113,9 +113,11 @@ def generate_completions(
     With `num_return_sequences` > 1, replies of one prompt are consecutive. When `should_stop()` turns true
     (checked between batches and at each generated token) generation ends and EvaluationStopped is raised.
     """
-    from app.engine.evaluation.endpoint import EndpointModel
+    from app.engine.evaluation.endpoint import RemoteModel
 
-    if isinstance(model, EndpointModel):  # a served model (4 · Compare's endpoint column): it applies its template
+    # A served model (4 · Compare's endpoint column: it applies its template) or one in the generation worker
+    # (which runs this same function there).
+    if isinstance(model, RemoteModel):
         return model.generate(prompts, max_new_tokens, do_sample, temperature, num_return_sequences)
     tok = getattr(tokenizer, "tokenizer", tokenizer)
     texts = [
