@@ -2,14 +2,16 @@
 completions ask a worker process for replies instead of loading models into the app.
 
 The worker (`python -m app.engine.evaluation.generation_worker FD_IN FD_OUT`) holds one model at a time on the
-machine's device — bf16 on a CUDA GPU (4-bit where the run trained in 4-bit and bitsandbytes is importable), fp32
-on a CPU — keeps it loaded between calls, loads another when asked for another, and is stopped after
+machine's device — bf16 on a CUDA GPU (4-bit where the run trained in 4-bit and bitsandbytes is importable; on
+vLLM where it is installed, RFT_WORKBENCH_GENERATION_VLLM=0 turns that off), fp32 on a CPU — keeps it loaded
+between calls, loads another when asked for another, and is stopped after
 `IDLE_S` seconds without a call (or when the app exits), which frees the model's memory. The app's process never
 imports CUDA, and a request runs while Gradio's other handlers keep answering.
 
 It is on where a CUDA GPU is visible (models users bring there are too big for the app's process) and off on a CPU,
 where nothing changes for the user; RFT_WORKBENCH_GENERATION_WORKER=1 or 0 forces it. Replies come from the same
-`evaluate.generate_completions` either way, so greedy replies are the same token for token.
+`evaluate.generate_completions` either way (vLLM's own sampler where it is used), so greedy replies are the same
+token for token.
 """
 from __future__ import annotations
 
@@ -231,6 +233,41 @@ def _load(load: Load) -> tuple[Any, Any, str]:
     return model, tokenizer, where
 
 
+class VLLMModel:
+    """The worker's model on vLLM (a CUDA GPU with vllm installed, not 4-bit): the adapter is merged and saved once
+    into a temporary folder vLLM loads; replies are sampled with the same settings `generate_completions` uses."""
+
+    def __init__(self, folder: Any, tokenizer: Any):
+        from vllm import LLM
+
+        self.folder = folder  # a TemporaryDirectory holding the merged model (removed with this object)
+        self.tokenizer = tokenizer
+        share = float(os.environ.get("RFT_WORKBENCH_VLLM_MEMORY", "0.5"))
+        self.llm = LLM(model=self.folder.name, gpu_memory_utilization=share, enforce_eager=True)
+
+    def generate(self, prompts: list[Any], max_new_tokens: int, do_sample: bool = False, temperature: float = 1.0,
+                 num_return_sequences: int = 1, **_: Any) -> tuple[list[str], list[int]]:
+        from vllm import SamplingParams
+
+        texts = [p if isinstance(p, str) else self.tokenizer.apply_chat_template(p, tokenize=False,
+                                                                                 add_generation_prompt=True)
+                 for p in prompts]
+        params = SamplingParams(n=num_return_sequences, max_tokens=max_new_tokens,
+                                temperature=temperature if do_sample else 0.0, top_p=1.0)
+        outputs = self.llm.generate(texts, params, use_tqdm=False)
+        replies = [c for o in outputs for c in o.outputs]
+        return [c.text for c in replies], [len(c.token_ids) for c in replies]
+
+
+def _use_vllm(load: Load) -> bool:
+    import importlib.util
+
+    import torch
+
+    return (torch.cuda.is_available() and not load.load_in_4bit and importlib.util.find_spec("vllm") is not None
+            and os.environ.get("RFT_WORKBENCH_GENERATION_VLLM", "1") != "0")
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = argv if argv is not None else sys.argv[1:]
     requests_in = os.fdopen(int(argv[0]), "r", encoding="utf-8")
@@ -250,12 +287,29 @@ def main(argv: list[str] | None = None) -> None:
         try:
             if kind == "load":
                 model = tokenizer = None  # the previous model's memory goes before the next one loads
-                model, tokenizer, where = _load(Load(**detail))
+                load = Load(**detail)
+                model, tokenizer, where = _load(load)
+                if _use_vllm(load):
+                    import gc
+                    import tempfile
+
+                    import torch
+
+                    folder = tempfile.TemporaryDirectory(prefix="rft-vllm-")
+                    model.save_pretrained(folder.name)
+                    tokenizer.save_pretrained(folder.name)
+                    model = None  # its GPU memory goes to vLLM
+                    gc.collect()
+                    torch.cuda.empty_cache()
+                    model, where = VLLMModel(folder, tokenizer), where + ", vLLM"
                 send("ok", {"device": where})
             elif kind == "generate":
                 if model is None:
                     raise RuntimeError("no model loaded")
-                send("ok", list(generate_completions(model, tokenizer, **detail)))
+                if isinstance(model, VLLMModel):
+                    send("ok", list(model.generate(**detail)))
+                else:
+                    send("ok", list(generate_completions(model, tokenizer, **detail)))
             else:
                 raise ValueError(f"unknown request {kind!r}")
         except Exception as exc:  # noqa: BLE001 - one sentence back to the app
