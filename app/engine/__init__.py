@@ -1,6 +1,6 @@
 """The workbench engine: everything except the UI, with no Gradio import (docs/architecture.md).
 
-    core/          the RunSpec and its validation, the run store, worker processes and the one-GPU rule, app folders
+    core/          the RunSpec and its validation, the run store, worker processes and the GPU rule, app folders
     data/          sources (files, hub, built-in tasks), TRL's row forms, leak-free splits, the dataset profile
     methods/       one module per training method behind one protocol, and their registry
     training/      the worker (one run in one process), backends, model loading, callbacks, kernels

@@ -3,16 +3,8 @@ data-parallel through the Trainer's own distributed support (torch.distributed: 
 through TrainingArguments' `fsdp` and `deepspeed`, with the files in recipes/accelerate/). This module holds what
 the worker, its callbacks and validation need of it; `launcher.py` starts and watches the ranks.
 
-`python -m app.train` becomes the launcher: it checks the spec, makes or prepares the run folder, then starts the
-ranks itself with torch.distributed's environment (MASTER_ADDR/PORT, RANK, WORLD_SIZE, LOCAL_RANK), as torchrun's
-static rendezvous does. Starting them here rather than through `torchrun` or `accelerate launch` keeps two promises
-those launchers do not make: a stop (SIGTERM, Ctrl-C, the app's Stop) ends every rank at the same step boundary
-with one checkpoint (their shutdown sends SIGTERM, then SIGKILL after a fixed wait), and a rank that dies is named
-in the run's status with its own error while the others are stopped.
-
-Rank 0 is the run: it writes the run folder exactly as a one-process run does. The other ranks train the same
-steps on their share of each batch, write only into a scratch folder of their own (removed afterwards) and do no
-evaluation; at each step boundary all ranks agree on stopping (`any_rank`), so none waits forever for another.
+Rank 0 writes the run folder; ranks > 0 train on their share of each batch with `quiet_spec` (no evaluation) in a
+scratch folder; at each step boundary all ranks agree on stopping (`any_rank`).
 """
 from __future__ import annotations
 

@@ -105,7 +105,7 @@ def train(
     RunFolderError for the folder (occupied, not writable, or not resumable: finished, or its worker alive). On
     resume, `spec` (the run's spec.yaml with any overrides) is written to the folder only once all checks passed.
 
-    `attached`: one rank of a multi-process run (training/distributed.py), whose launcher made those checks and the
+    `attached`: one rank of a multi-process run (training/launcher.py), whose launcher made those checks and the
     folder; `stop_dir` is the run folder whose STOP file it obeys and `checkpoints_from` the one it resumes from
     (a rank > 0 trains in a scratch folder of its own)."""
     from app.engine.core.validation import check_run
