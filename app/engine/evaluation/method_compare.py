@@ -202,6 +202,8 @@ def _shared(config: CompareConfig, steps: int, task_overrides: Sequence[str], se
         f"model={json.dumps(config.model)}", f"seed={seed}", f"backend={config.backend}",
         f"training.max_steps={steps}", f"data.eval_size={config.eval_size}",
         f"logging.eval_every={config.eval_every}", "logging.eval_at_start=true", "logging.eval_at_end=true",
+        # Every method is compared by its last step: a recipe's keep_best would hand one method its best instead.
+        "training.keep_best=null",
         *task_overrides, *config.overrides,
     ]
 
