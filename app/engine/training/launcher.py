@@ -213,7 +213,7 @@ def run_rank(run_dir: Path, resume: bool, progress_bar: bool) -> int:
     if rank == 0:
         result = train(spec, run_dir=run_dir, resume=resume, progress_bar=progress_bar, attached=True)
     else:
-        folder = Path(os.environ[SCRATCH_ENV])
+        folder = Path(os.environ.get(SCRATCH_ENV) or tempfile.mkdtemp(prefix=f"rft-rank{rank}-"))
         result = train(quiet_spec(spec), run_dir=folder, resume=resume, progress_bar=False, attached=True,
                        stop_dir=run_dir, checkpoints_from=run_dir, log=lambda m: print(f"[rank {rank}] {m}", flush=True))
     return RANK_EXIT.get(result.state, 1)
