@@ -64,6 +64,8 @@ def build_model(folder: Path, model_config: dict) -> Path:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
+    from app.engine.training.backend import CHATML_TEMPLATE
+
     specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
     alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
     filler = [f"<t{i}>" for i in range(model_config["vocab_size"] - len(specials) - len(alphabet))]
@@ -74,9 +76,7 @@ def build_model(folder: Path, model_config: dict) -> Path:
     tok = PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<|im_start|>", eos_token="<|im_end|>",
                                   pad_token="<|endoftext|>", unk_token="<|endoftext|>",
                                   additional_special_tokens=specials)
-    tok.chat_template = ("{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + "
-                         "'<|im_end|>\n' }}{% endfor %}{% if add_generation_prompt %}"
-                         "{{ '<|im_start|>assistant\n' }}{% endif %}")
+    tok.chat_template = CHATML_TEMPLATE
     tmp = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tok.save_pretrained(tmp)

@@ -92,6 +92,12 @@ def launch_check(runs_dir: Path, gpu: bool | None = None, data_dir: Path | None 
     its runs one after another) holds the GPU, or when the GPUs the run asks for (`wanted`) are not free
     (`allot_devices`). On a CPU a second run may start but shares the cores: the returned text warns about that.
     `exclude`: the run asking (a worker checking at its own start, after the app marked its folder queued)."""
+    return _check_launch(runs_dir, gpu, data_dir, exclude, wanted, total)[0]
+
+
+def _check_launch(runs_dir: Path, gpu: bool | None, data_dir: Path | None, exclude: Path | None, wanted: int,
+                  total: int | None = None) -> tuple[str | None, list[int] | None]:
+    """`launch_check`'s answer and, on a GPU machine, the GPUs allotted to the run."""
     gpu = gpu_available() if gpu is None else gpu
     if gpu and data_dir is not None:
         from app.engine.evaluation import method_compare as mc
@@ -102,15 +108,14 @@ def launch_check(runs_dir: Path, gpu: bool | None = None, data_dir: Path | None 
                 f"The method comparison {comparing[0].name} is running on the GPU (its methods train one after "
                 "another); one run at a time holds it. Stop the comparison (4 · Compare) or wait for it to finish.")
     if gpu:
-        allot_devices(runs_dir, wanted, total if total is not None else max(1, gpu_count()), exclude)
-        return None
+        return None, allot_devices(runs_dir, wanted, total if total is not None else max(1, gpu_count()), exclude)
     busy = [r for r in active_runs(runs_dir)
             if exclude is None or Path(r.path).resolve() != Path(exclude).resolve()]
     if not busy:
-        return None
+        return None, None
     names = ", ".join(r.name for r in busy)
     return (f"Run '{names}' is also training: both share this machine's CPU cores, so each runs slower. "
-            "Stop one if you need the other's results sooner.")
+            "Stop one if you need the other's results sooner."), None
 
 
 def start_run(spec: RunSpec, runs_dir: Path, gpu: bool | None = None,
@@ -119,10 +124,7 @@ def start_run(spec: RunSpec, runs_dir: Path, gpu: bool | None = None,
     at once (training happens in the worker). Raises SpecError for an invalid spec, LaunchRefused when the GPU is
     taken (by a run, or by a comparison under `data_dir`)."""
     spec.validate()
-    gpu = gpu_available() if gpu is None else gpu
-    wanted = spec.distributed.processes
-    warning = launch_check(Path(runs_dir), gpu, data_dir, wanted=wanted)
-    devices = allot_devices(Path(runs_dir), wanted, max(1, gpu_count())) if gpu else None
+    warning, devices = _check_launch(Path(runs_dir), gpu, data_dir, None, spec.distributed.processes)
     run_dir = runs.create_run_dir(spec, Path(runs_dir))
     runs.launch_run(run_dir, extra_args=["--no-progress", *(extra_args or [])], devices=devices)
     return run_dir, warning
@@ -135,10 +137,7 @@ def resume_run(run_dir: Path, gpu: bool | None = None, data_dir: Path | None = N
         raise LaunchRefused(f"Run {Path(run_dir).name} is already {status['state']}.")
     if status.get("state") == "finished":
         raise LaunchRefused(f"Run {Path(run_dir).name} has finished; launch a new run to train further.")
-    gpu = gpu_available() if gpu is None else gpu
-    wanted = _spec_processes(run_dir)
-    warning = launch_check(Path(run_dir).parent, gpu, data_dir, exclude=run_dir, wanted=wanted)
-    devices = allot_devices(Path(run_dir).parent, wanted, max(1, gpu_count()), exclude=run_dir) if gpu else None
+    warning, devices = _check_launch(Path(run_dir).parent, gpu, data_dir, run_dir, _spec_processes(run_dir))
     runs.update_status(run_dir, state="queued", error=None, traceback=None, pid=None)  # launch_run records the new one
     runs.launch_run(run_dir, extra_args=["--no-progress"], resume=True, devices=devices)
     return warning

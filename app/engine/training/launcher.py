@@ -28,7 +28,7 @@ from typing import Any, Callable
 from app.engine.core import REPOSITORY, runs
 from app.engine.core.spec import RunSpec
 from app.engine.training.distributed import RANK_EXIT, SCRATCH_ENV, quiet_spec, rank_and_world
-from app.engine.training.worker import RunResult, check_resume, pid_info, prepare_resume, train
+from app.engine.training.worker import RunResult, pid_info, prepare_run_folder, train
 
 FAILED_RANK_GRACE_S = 10.0  # after a rank fails, how long the others get to end on their own
 TERMINATE_WAIT_S = 10.0  # after a rank failed, how long the others get after SIGTERM before SIGKILL
@@ -38,19 +38,7 @@ def train_distributed(spec: RunSpec, run_dir: Path | None = None, runs_dir: Path
                       progress_bar: bool = True, log: Callable[[str], None] = print) -> RunResult:
     """`worker.train` for a multi-process spec: the same checks before anything is written (SpecError,
     RunFolderError), then the ranks; returns how the run ended."""
-    from app.engine.core.validation import check_run
-
-    status: dict[str, Any] = {}
-    if resume:
-        if run_dir is None:
-            raise ValueError("resume=True needs the run_dir of the run to continue")
-        status = check_resume(Path(run_dir), spec)
-    check_run(spec)
-    if resume:
-        run_dir = Path(run_dir)
-        prepare_resume(run_dir, spec, status, log)
-    else:
-        run_dir = runs.create_run_dir(spec, runs_dir, run_dir)
+    run_dir = prepare_run_folder(spec, run_dir, runs_dir, resume, log)
     state = launch(spec, run_dir, resume, progress_bar=progress_bar, log=log)
     status = runs.read_status(run_dir)
     return RunResult(run_dir, state, status.get("error"), status.get("final_eval"))

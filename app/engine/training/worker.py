@@ -108,27 +108,15 @@ def train(
     `attached`: one rank of a multi-process run (training/launcher.py), whose launcher made those checks and the
     folder; `stop_dir` is the run folder whose STOP file it obeys and `checkpoints_from` the one it resumes from
     (a rank > 0 trains in a scratch folder of its own)."""
-    from app.engine.core.validation import check_run
-
     error_log = error_log or _say_error
-    status: dict[str, Any] = {}
     if attached:
         run_dir = Path(run_dir)
-    elif resume:
-        if run_dir is None:
-            raise ValueError("resume=True needs the run_dir of the run to continue")
-        run_dir = Path(run_dir)
-        status = check_resume(run_dir, spec)
-    if not attached:
-        check_run(spec)
+    else:
         if spec.distributed.processes > 1:
             raise SpecError("distributed.processes", "a multi-process run starts its processes from "
                                                      "`python -m app.train` or start_run(), not inside this one; "
                                                      "set 1 to train in this process")
-        if resume:
-            prepare_resume(run_dir, spec, status, log)
-        else:
-            run_dir = runs.create_run_dir(spec, runs_dir, run_dir)
+        run_dir = prepare_run_folder(spec, run_dir, runs_dir, resume, log)
     stop = StopFlag(stop_dir or run_dir)
     stop.install()
     info = pid_info()
@@ -187,7 +175,26 @@ def check_resume(run_dir: Path, spec: RunSpec) -> dict[str, Any]:
     return status
 
 
-def prepare_resume(run_dir: Path, spec: RunSpec, status: dict[str, Any], log: Callable[[str], None]) -> None:
+def prepare_run_folder(spec: RunSpec, run_dir: Path | None, runs_dir: Path | None, resume: bool,
+                       log: Callable[[str], None]) -> Path:
+    """Every check a run makes before it writes anything (`check_resume`, `validation.check_run`), then its folder:
+    the resumed one prepared, or a new one made. Raises SpecError or RunFolderError, leaving nothing behind."""
+    from app.engine.core.validation import check_run
+
+    status: dict[str, Any] = {}
+    if resume:
+        if run_dir is None:
+            raise ValueError("resume=True needs the run_dir of the run to continue")
+        run_dir = Path(run_dir)
+        status = check_resume(run_dir, spec)
+    check_run(spec)
+    if resume:
+        _prepare_resume(run_dir, spec, status, log)
+        return run_dir
+    return runs.create_run_dir(spec, runs_dir, run_dir)
+
+
+def _prepare_resume(run_dir: Path, spec: RunSpec, status: dict[str, Any], log: Callable[[str], None]) -> None:
     """The resumed worker's first writes, after every check passed: the spec with its overrides, and (a finished
     run trained further) its final adapter moved aside, so the new final adapter replaces nothing."""
     spec_file = run_dir / "spec.yaml"
@@ -218,8 +225,7 @@ def _train(
     from app.engine.training import vllm_generation
     from app.engine.training.backend import check_backend_request, choose_backend
 
-    problem = (check_backend_request(spec) or vllm_generation.environment_problem(spec.generation.vllm)
-               or vllm_generation.server_problem(spec.generation))
+    problem = check_backend_request(spec)  # generation.vllm's machine checks ran in check_run, before the folder
     if problem:
         raise RunFailed(problem)
     import torch
@@ -509,4 +515,4 @@ def train_from_yaml(path: str | Path, **kwargs: Any) -> RunResult:
     return train(RunSpec.load(path), **kwargs)
 
 
-__all__ = ["train", "train_from_yaml", "check_resume", "prepare_resume", "pid_info", "RunResult", "RunFailed", "RunStopped", "SpecError"]
+__all__ = ["train", "train_from_yaml", "check_resume", "prepare_run_folder", "pid_info", "RunResult", "RunFailed", "RunStopped", "SpecError"]
