@@ -31,7 +31,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-progress", action="store_true", help="no progress bar (e.g. when logging to a file)")
     p.add_argument("--validate-only", action="store_true", help="run every check a run makes before it loads the model, then exit")
     p.add_argument("--help-spec", action="store_true", help="list every spec field with its help text")
-    # One rank of a multi-process run, started by its launcher (app/engine/training/distributed.py).
+    # One rank of a multi-process run, started by its launcher (app/engine/training/launcher.py).
     p.add_argument("--rank-of", metavar="RUN_DIR", help=argparse.SUPPRESS)
     p.add_argument("--rank-resume", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
