@@ -88,7 +88,7 @@ def plain_trl(steps: int) -> dict:
     return {"step_times": times, "tokens": step_tokens(records), "config": model.config.to_dict()}
 
 
-def engine(steps: int, backend: str, shared_prefix: bool = True) -> dict:
+def engine(steps: int, backend: str, shared_prefix: bool = True, dtype: str = "auto", skip_zero: bool = True) -> dict:
     from app.engine.core import runs
     from app.engine.core.spec import RunSpec
     from app.engine.training.worker import train
@@ -99,7 +99,8 @@ def engine(steps: int, backend: str, shared_prefix: bool = True) -> dict:
         f"training.per_device_train_batch_size={c['prompts_per_step'] * c['num_generations']}",
         f"generation.num_generations={c['num_generations']}", f"generation.max_completion_length={c['max_completion_length']}",
         f"training.learning_rate={c['learning_rate']}", f"lora.r={c['lora_r']}", f"lora.alpha={2 * c['lora_r']}",
-        f"seed={c['seed']}", f"grpo.shared_prefix={str(shared_prefix).lower()}", "logging.eval_at_start=false", "logging.eval_at_end=false", "logging.save_steps=1000",
+        f"seed={c['seed']}", f"grpo.shared_prefix={str(shared_prefix).lower()}", f"dtype={dtype}",
+        f"grpo.skip_zero_advantage={str(skip_zero).lower()}", "logging.eval_at_start=false", "logging.eval_at_end=false", "logging.save_steps=1000",
     ])
     result = train(spec, runs_dir=Path(tempfile.mkdtemp()), progress_bar=False, log=lambda m: None)
     records = runs.read_jsonl(result.run_dir / "metrics.jsonl")[0]
@@ -113,9 +114,10 @@ def engine(steps: int, backend: str, shared_prefix: bool = True) -> dict:
             "config": AutoConfig.from_pretrained(ensure_default_model()).to_dict()}
 
 
-def step_tokens(records: list[dict]) -> list[tuple[float, float]]:
-    """(prompt tokens, completion tokens) of each logged step, from TRL's cumulative `num_tokens` (prompt and
-    completion tokens, padding excluded) and `completions/mean_length`."""
+def step_tokens(records: list[dict]) -> list[tuple[float, float, float]]:
+    """(prompt tokens, completion tokens, share of the rows that ran the training forward) of each logged step, from
+    TRL's cumulative `num_tokens` (prompt and completion tokens, padding excluded), `completions/mean_length` and
+    the engine's `rows_trained` (1.0 where every row trains)."""
     out, seen = [], 0.0
     batch = CONFIG["prompts_per_step"] * CONFIG["num_generations"]
     for r in records:
@@ -124,15 +126,17 @@ def step_tokens(records: list[dict]) -> list[tuple[float, float]]:
         total = r["num_tokens"] - seen
         seen = r["num_tokens"]
         completion = r["completions/mean_length"] * batch
-        out.append((total - completion, completion))
+        out.append((total - completion, completion, r.get("rows_trained", 1.0)))
     return out
 
 
-def step_flops(config: dict, prompt_tokens: float, completion_tokens: float, shared_prefix: bool) -> float:
+def step_flops(config: dict, prompt_tokens: float, completion_tokens: float, shared_prefix: bool,
+               rows_trained: float = 1.0) -> float:
     """FLOPs a GRPO step's computation needs (no recomputation counted): generation (prefill of the prompts,
     one forward per new token with the LM head) and the training forward (the completion tokens through the LM
     head) plus its backward to the activations (as many FLOPs again; LoRA's own weight gradients are negligible).
-    With `shared_prefix` each group's prompt counts once instead of once per completion."""
+    With `shared_prefix` each group's prompt counts once instead of once per completion; the training forward and
+    backward count for the `rows_trained` share of the rows (zero-advantage rows skipped)."""
     h, layers, vocab = config["hidden_size"], config["num_hidden_layers"], config["vocab_size"]
     heads, kv = config["num_attention_heads"], config.get("num_key_value_heads") or config["num_attention_heads"]
     head_dim = config.get("head_dim") or h // heads
@@ -145,7 +149,7 @@ def step_flops(config: dict, prompt_tokens: float, completion_tokens: float, sha
     attention = 2 * 2 * layers * heads * head_dim * context  # per token, scores and values over the context
     generation = prompt_rows * (per_token + attention) + completion_tokens * (per_token + attention + lm_head)
     forward = prompt_rows * (per_token + attention) + completion_tokens * (per_token + attention + lm_head)
-    return generation + 2 * forward
+    return generation + 2 * forward * rows_trained
 
 
 def matmul_gflops(seconds: float = 3.0, n: int = 2048) -> float:
@@ -162,8 +166,10 @@ def matmul_gflops(seconds: float = 3.0, n: int = 2048) -> float:
     return 2 * n ** 3 / best / 1e9
 
 
-VARIANTS = {"plain": None, "engine-trl": ("trl", True), "engine-trl-no-sharing": ("trl", False),
-            "engine-auto": ("auto", True), "engine-unsloth": ("unsloth", True)}
+# engine(...) arguments: backend, shared_prefix, dtype, skip_zero_advantage.
+VARIANTS = {"plain": None, "engine-trl": ("trl", True), "engine-trl-no-skip": ("trl", True, "auto", False),
+            "engine-trl-no-sharing": ("trl", False, "auto", False), "engine-auto": ("auto", True),
+            "engine-unsloth": ("unsloth", True), "engine-trl-bf16": ("trl", True, "bfloat16")}
 
 
 def child(variant: str, steps: int) -> None:
@@ -211,7 +217,7 @@ def main() -> None:
             kept = list(zip(out["step_times"], out["tokens"]))[args.warmup:] or list(zip(out["step_times"], out["tokens"]))
             sharing = variant != "plain" and variant != "engine-trl-no-sharing" and r["backend"] == "trl"
             r["times"] += [t for t, _ in kept]
-            r["flops"] += [step_flops(out["config"], pt, ct, sharing) for _, (pt, ct) in kept]
+            r["flops"] += [step_flops(out["config"], pt, ct, sharing, trained) for _, (pt, ct, trained) in kept]
             r["rss"].append(out["peak_rss_mb"])
             print(f"round {rnd + 1} {variant}: median {median([t for t, _ in kept]):.2f} s/step over {len(kept)} steps, "
                   f"backend {r['backend']}, peak RSS {out['peak_rss_mb']:.0f} MB", flush=True)

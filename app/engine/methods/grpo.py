@@ -32,6 +32,10 @@ class GRPOSpec:
     shared_prefix: bool = spec_field(
         "Compute each prompt once per group, not once per completion, in generation and in the training forward "
         "(the same completions and log-probabilities up to float rounding; TRL backend, one process).", True)
+    skip_zero_advantage: bool = spec_field(
+        "Leave completions whose advantage is 0 out of the training forward and backward: with beta 0 and a loss "
+        "normalised by the batch's tokens (dapo, cispo) their gradient is exactly 0, so the update is the same and "
+        "the step cheaper (TRL backend, one process; other settings train every row).", True)
 
 
 GRPO_CHARTS = MethodCharts(
@@ -98,12 +102,24 @@ def vllm_options(g: Any) -> dict[str, Any]:
 
 
 def trainer_class(base: type, parts: TrainerParts) -> type:
-    """`base`, or `base` computing each prompt once per group (grpo.shared_prefix; Unsloth has its own GRPO path)."""
-    if not (parts.spec.grpo.shared_prefix and parts.backend.name == "trl"):
+    """`base` with the engine's GRPO savings on TRL's path (Unsloth has its own GRPO path): each prompt computed once
+    per group (grpo.shared_prefix) and zero-advantage completions left out of the training forward
+    (grpo.skip_zero_advantage)."""
+    if parts.backend.name != "trl":
         return base
-    from app.engine.training.shared_prefix import SharedPrefixMixin
+    mixins: list[type] = []
+    if parts.spec.grpo.skip_zero_advantage:
+        from app.engine.training.zero_advantage import SkipZeroAdvantageMixin
 
-    return type(f"SharedPrefix{base.__name__}", (SharedPrefixMixin, base), {})
+        mixins.append(SkipZeroAdvantageMixin)
+    if parts.spec.grpo.shared_prefix:
+        from app.engine.training.shared_prefix import SharedPrefixMixin
+
+        mixins.append(SharedPrefixMixin)
+    if not mixins:
+        return base
+    name = "".join(m.__name__.removesuffix("Mixin") for m in mixins) + base.__name__
+    return type(name, (*mixins, base), {})
 
 
 def trainer_kwargs(parts: TrainerParts) -> dict[str, Any]:
