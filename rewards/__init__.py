@@ -48,12 +48,14 @@ from rewards.answers import (
     Gsm8kAnswer,
     MathEquivalence,
     NumericAnswer,
+    NumericCloseness,
     exact_answer,
     gsm8k_answer,
     make_exact_answer,
     make_gsm8k_answer,
     make_math_equivalence,
     make_numeric_answer,
+    make_numeric_closeness,
     math_equivalence,
     numeric_answer,
 )
@@ -117,12 +119,12 @@ __all__ = [
     "normalize_answer", "extract_code", "reward_name", "unique_names", "Reward", "MissingColumnError",
     "USER_REWARD_TEMPLATE", "EXAMPLES",
     # factories and classes
-    "make_numeric_answer", "make_exact_answer", "make_gsm8k_answer", "make_math_equivalence", "make_format_tags",
+    "make_numeric_answer", "make_numeric_closeness", "make_exact_answer", "make_gsm8k_answer", "make_math_equivalence", "make_format_tags",
     "make_regex", "make_length", "make_cosine_length", "make_repetition", "make_json_valid", "make_json_schema",
     "make_python_tests", "make_similarity", "make_weighted", "make_llm_judge", "make_llm_judge_group",
     # model judges
     "judge", "rubrics", "judge_reply", "LLMJudge", "LLMGroupJudge",
-    "NumericAnswer", "ExactAnswer", "Gsm8kAnswer", "MathEquivalence", "FormatTags", "Regex", "Length",
+    "NumericAnswer", "NumericCloseness", "ExactAnswer", "Gsm8kAnswer", "MathEquivalence", "FormatTags", "Regex", "Length",
     "CosineLength", "Repetition", "JsonValid", "JsonSchema", "PythonTests", "Similarity", "Weighted",
     # ready-made instances
     "numeric_answer", "exact_answer", "gsm8k_answer", "math_equivalence", "format_tags", "json_valid",

@@ -99,6 +99,83 @@ def make_numeric_answer(answer_column: str = "answer", tolerance: float = 1e-6, 
     return NumericAnswer(answer_column, tolerance, rel_tolerance, words, correct, wrong, name)
 
 
+class NumericCloseness(NumericAnswer):
+    """Partial credit for a numeric answer (see `make_numeric_closeness`)."""
+
+    kind = "numeric_closeness"
+    param_names = ("answer_column", "mode", "scale", "partial", "words", "correct", "wrong")
+    MODES = ("digits", "distance")
+
+    def __init__(self, answer_column: str = "answer", mode: str = "digits", scale: float = 10.0,
+                 partial: float = 0.5, words: bool = True, correct: float = 1.0, wrong: float = 0.0,
+                 name: str | None = None):
+        super().__init__(answer_column, 1e-6, 0.0, words, correct, wrong, name)
+        if mode not in self.MODES:
+            raise ValueError(f"parameter 'mode' must be one of {', '.join(self.MODES)}, got {mode!r}")
+        check_number("scale", scale, low=0)
+        if not scale:
+            raise ValueError("parameter 'scale' must be > 0")
+        check_number("partial", partial)
+        self.mode, self.scale, self.partial = mode, float(scale), float(partial)
+
+    def closeness(self, pred: Fraction, gold: Fraction) -> float:
+        """How close a wrong number is to the reference, in [0, 1]."""
+        if self.mode == "distance":
+            return max(0.0, 1.0 - float(abs(pred - gold)) / self.scale)
+        if pred.denominator != 1 or gold.denominator != 1 or (pred < 0) != (gold < 0):
+            return 0.0
+        a, b = str(abs(pred.numerator))[::-1], str(abs(gold.numerator))[::-1]  # units first
+        return sum(x == y for x, y in zip(a, b)) / max(len(a), len(b))
+
+    def score_texts(self, texts: list[str], kwargs: dict[str, Any]) -> list[float | None]:
+        refs = column(kwargs, self.answer_column, len(texts), self.__name__, "answer_column")
+        out: list[float | None] = []
+        for text, ref in zip(texts, refs):
+            gold = reference_number(ref)
+            if gold is None:
+                out.append(None)
+                continue
+            pred = self.predicted(text)
+            if pred is None:
+                out.append(self.wrong)
+            elif numbers_match(pred, gold, self.tolerance):
+                out.append(self.correct)
+            else:
+                out.append(self.wrong + (self.partial - self.wrong) * self.closeness(pred, gold))
+        return out
+
+
+def make_numeric_closeness(answer_column: str = "answer", mode: str = "digits", scale: float = 10.0,
+                           partial: float = 0.5, words: bool = True, correct: float = 1.0, wrong: float = 0.0,
+                           name: str | None = None) -> NumericCloseness:
+    """Partial credit for a numeric answer: `correct` for the right number, and for a wrong one a score between
+    `wrong` and `partial` by how close it is, so that a group of all-wrong completions still ranks its members
+    (a graded reward gives GRPO a signal where a 0/1 answer reward gives none). The number is read as
+    `numeric_answer` reads it; no number scores `wrong`.
+
+    Args:
+        answer_column: dataset column holding the reference answer.
+        mode: "digits": the share of digit positions (aligned from the units) that match the reference's, for
+            integers of the same sign (arithmetic: "44" for 54 gets half); "distance": 1 − |pred − ref| / scale,
+            at least 0.
+        scale: the distance at which "distance" gives nothing.
+        partial: the score of a wrong answer that is as close as it can be (below `correct`).
+        words: also read answers written in words when the completion has no digits.
+        correct: score of a correct completion.
+        wrong: score of a completion with no number, or with nothing right.
+        name: `__name__` of the reward; default "numeric_closeness".
+
+    Use it beside `numeric_answer` (which stays the run's accuracy), not instead of it.
+
+    >>> reward = make_numeric_closeness()
+    >>> reward(["26 + 28 = 54", "26 + 28 = 44", "55", "154", "no idea"], answer=["54"] * 5)
+    [1.0, 0.25, 0.25, 0.3333333333333333, 0.0]
+    >>> make_numeric_closeness(mode="distance", scale=10)(["52", "70"], answer=["54", "54"])
+    [0.4, 0.0]
+    """
+    return NumericCloseness(answer_column, mode, scale, partial, words, correct, wrong, name)
+
+
 class Gsm8kAnswer(NumericAnswer):
     """Scores GSM8K-style answers (see `make_gsm8k_answer`)."""
 

@@ -3,7 +3,13 @@ finds them; the registry itself imports no reward module (the rewards that look 
 scorers, import the registry)."""
 from __future__ import annotations
 
-from rewards.answers import make_exact_answer, make_gsm8k_answer, make_math_equivalence, make_numeric_answer
+from rewards.answers import (
+    make_exact_answer,
+    make_gsm8k_answer,
+    make_math_equivalence,
+    make_numeric_answer,
+    make_numeric_closeness,
+)
 from rewards.code import make_python_tests
 from rewards.combine import make_weighted
 from rewards.format import make_format_tags, make_regex
@@ -19,6 +25,14 @@ register(
     r"last \boxed{}, <answer> tag, number after 'the answer is', or else the last number; understands 1,234, "
     "unicode minus, 1/2 and number words.",
     '>>> rewards.get("numeric_answer")(["17 + 25 = 42", "43", ""], answer=["42", "42", "42"])\n[1.0, 0.0, 0.0]',
+    "answer",
+)
+register(
+    "numeric_closeness", make_numeric_closeness,
+    "Partial credit for a numeric answer: 1.0 when right, and for a wrong number up to `partial` (0.5) by how close "
+    "it is: the share of its digits that match the reference's (mode digits) or 1 − distance / scale (mode "
+    "distance). Gives GRPO a signal in groups where every answer is wrong; keep numeric_answer as the accuracy.",
+    '>>> rewards.get("numeric_closeness")(["54", "44", "x"], answer=["54", "54", "54"])\n[1.0, 0.25, 0.0]',
     "answer",
 )
 register(

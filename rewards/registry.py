@@ -129,7 +129,7 @@ def get(name: str, /, **params: Any) -> Callable[..., list[float | None]]:
     >>> get("numeric_answr")
     Traceback (most recent call last):
     ...
-    rewards.registry.RewardNotFound: unknown reward 'numeric_answr'; did you mean 'numeric_answer'? Available: numeric_answer, exact_answer, gsm8k_answer, math_equivalence, format_tags, regex, length, cosine_length, repetition, json_valid, json_schema, python_tests, similarity, weighted, llm_judge, llm_judge_group
+    rewards.registry.RewardNotFound: unknown reward 'numeric_answr'; did you mean 'numeric_answer'? Available: numeric_answer, numeric_closeness, exact_answer, gsm8k_answer, math_equivalence, format_tags, regex, length, cosine_length, repetition, json_valid, json_schema, python_tests, similarity, weighted, llm_judge, llm_judge_group
     >>> get("numeric_answer", tolerence=0.1)
     Traceback (most recent call last):
     ...

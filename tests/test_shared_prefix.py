@@ -39,6 +39,31 @@ def grouped_batch(tok, group: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
     return enc["input_ids"], enc["attention_mask"]
 
 
+def test_evaluation_with_a_shared_system_prompt_gives_the_plain_replies(tiny_model_dir):
+    """Held-out evaluation runs the tokens every prompt begins with (system prompt, "What is ") once per batch:
+    the same greedy replies and lengths as the plain left-padded batch, the prompts differing in length."""
+    from app.engine.evaluation.evaluate import generate_completions
+
+    model, tok = lora_model(tiny_model_dir)
+    questions = ["What is 2 + 3?", "What is 17 + 25? Reply with only the number.", "What is 100 + 1?", "What is 9?"]
+    prompts = [[{"role": "system", "content": "You are a careful assistant who answers briefly."},
+                {"role": "user", "content": q}] for q in questions]
+    rows = tok([tok.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts],
+               add_special_tokens=False)["input_ids"]
+    assert shared_prefix.common_prefix_length(rows) >= shared_prefix.MIN_COMMON_PREFIX
+    assert len({len(r) for r in rows}) > 1  # the padding between the shared part and each row's own is exercised
+    plain = generate_completions(model, tok, prompts, max_new_tokens=10, batch_size=4, shared_prefix=False)
+    shared = generate_completions(model, tok, prompts, max_new_tokens=10, batch_size=4)
+    assert shared == plain
+    calls = []
+    real_generate = model.generate
+    model.generate = lambda **kw: calls.append(kw) or real_generate(**kw)
+    generate_completions(model, tok, prompts, max_new_tokens=2, batch_size=4)
+    assert calls and calls[0]["past_key_values"] is not None  # the shared path ran
+    # prompts that share too little take the plain call
+    assert shared_prefix.generate_common_prefix(model, [[1, 2, 3], [1, 4, 5]], tok.pad_token_id) is None
+
+
 def test_distinct_rows_finds_groups_in_any_order():
     ids = torch.tensor([[1, 2], [3, 4], [1, 2], [3, 4], [5, 6]])
     first, inverse = shared_prefix.distinct_rows(ids, torch.ones_like(ids))

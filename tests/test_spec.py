@@ -46,6 +46,8 @@ def test_required_recipes_exist():
         ({"model": "/no/such/folder"}, "model", "does not exist"),
         ({"data.source": "/no/such/file.jsonl"}, "data.source", "does not exist"),
         ({"backend": "jax"}, "backend", "unknown backend"),
+        ({"generation.top_k": -1}, "generation.top_k", "0 (off)"),
+        ({"generation.min_p": 1.5}, "generation.min_p", "[0, 1)"),
     ],
 )
 def test_validation_names_field_and_problem(changes, field, words):

@@ -73,6 +73,17 @@ def test_grpo_config_gets_trls_vllm_fields(tiny_model_dir, tmp_path):
             config.vllm_gpu_memory_utilization) == (True, "server", "127.0.0.1", 8123, 0.5)
 
 
+def test_grpo_config_gets_the_rollout_sampling_settings(tmp_path):
+    from types import SimpleNamespace
+
+    from app.engine.methods.grpo import grpo_config
+
+    spec = grpo("generation.temperature=0.9", "generation.top_k=20", "generation.min_p=0.1")
+    parts = SimpleNamespace(spec=spec, common={"output_dir": str(tmp_path), "report_to": [], "bf16": False, "use_cpu": True}, reward_weights=[1.0])
+    config = grpo_config(parts)
+    assert (config.temperature, config.top_p, config.top_k, config.min_p) == (0.9, 1.0, 20, 0.1)
+
+
 def alive(pids: list[str]) -> list[str]:
     """The processes of `pids` still running (not exited, not zombies)."""
     running = []

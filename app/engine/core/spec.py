@@ -175,6 +175,10 @@ class GenerationSpec:
     max_length: int = spec_field("Max tokens of prompt+completion (SFT/DFT/DPO truncation).", 256)
     temperature: float = spec_field("Sampling temperature for rollouts.", 1.0)
     top_p: float = spec_field("Nucleus sampling for rollouts.", 1.0)
+    top_k: int = spec_field("Sample rollouts from the k most likely tokens only (0: off).", 0)
+    min_p: float | None = spec_field(
+        "Sample rollouts only from tokens at least this fraction as likely as the most likely one (e.g. 0.1), which "
+        "cuts the long tail a small model samples at temperature 1 (None: off).", None)
     vllm: str = spec_field(
         "GRPO-family rollouts with vLLM (a CUDA GPU and `pip install vllm`): 'off' (transformers' generate), "
         "'colocate' (vLLM inside the training process, on its GPU) or 'server' (a `trl vllm-serve` server on GPUs "

@@ -73,6 +73,10 @@ def spec_problems(spec: RunSpec, check_files: bool = True) -> list[SpecError]:
         bad("generation.temperature", f"must be a finite number > 0, got {g.temperature}")
     if not (finite(g.top_p) and 0 < g.top_p <= 1):
         bad("generation.top_p", f"must be in (0, 1], got {g.top_p}")
+    if not isinstance(g.top_k, int) or isinstance(g.top_k, bool) or g.top_k < 0:
+        bad("generation.top_k", f"must be 0 (off) or a positive whole number, got {g.top_k}")
+    if g.min_p is not None and not (finite(g.min_p) and 0 <= g.min_p < 1):
+        bad("generation.min_p", f"must be in [0, 1) or None (off), got {g.min_p}")
     for name in ("logging_steps", "sample_every", "save_steps", "save_total_limit"):
         check_positive_int(bad, f"logging.{name}", getattr(lg, name))
     if not isinstance(lg.eval_every, int) or lg.eval_every < 0:

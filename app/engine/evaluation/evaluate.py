@@ -106,11 +106,14 @@ def generate_completions(
     unsloth: bool = False,
     progress: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    shared_prefix: bool = True,
 ) -> tuple[list[str], list[int]]:
     """Generate one reply per prompt (greedy by default); returns texts and token counts.
 
     Prompts are chat messages (the chat template is applied) or plain strings (used as is).
-    With `num_return_sequences` > 1, replies of one prompt are consecutive. When `should_stop()` turns true
+    With `shared_prefix`, the tokens every prompt of a batch begins with (the system prompt) are computed once for
+    the batch; the replies are the plain path's up to float rounding. With `num_return_sequences` > 1, replies of
+    one prompt are consecutive. When `should_stop()` turns true
     (checked between batches and at each generated token) generation ends and EvaluationStopped is raised.
     """
     from app.engine.evaluation.endpoint import RemoteModel
@@ -135,7 +138,6 @@ def generate_completions(
         with inference_mode(model, unsloth=unsloth):
             for start in range(0, len(texts), batch_size):
                 chunk = texts[start : start + batch_size]
-                enc = tok(chunk, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
                 gen_kwargs: dict[str, Any] = dict(
                     max_new_tokens=max_new_tokens,
                     do_sample=do_sample,
@@ -151,10 +153,10 @@ def generate_completions(
                     if should_stop():
                         raise EvaluationStopped(f"stopped after {start} of {len(texts)} prompts")
                     gen_kwargs["stopping_criteria"] = _stop_criteria(should_stop)
-                output = model.generate(**enc, **gen_kwargs)
+                output, width = _generate(model, tok, chunk, device, shared_prefix and not unsloth, gen_kwargs)
                 if should_stop is not None and should_stop():  # the batch was cut short: its texts are partial
                     raise EvaluationStopped(f"stopped after {start} of {len(texts)} prompts")
-                new_tokens = output[:, enc["input_ids"].shape[1] :]
+                new_tokens = output[:, width:]
                 for row in new_tokens:
                     ids = row.tolist()
                     n = len(ids)
@@ -168,6 +170,22 @@ def generate_completions(
     finally:
         tok.padding_side = old_side
     return out_texts, out_lengths
+
+
+def _generate(model: Any, tok: Any, texts: list[str], device: Any, shared_prefix: bool,
+              gen_kwargs: dict[str, Any]) -> tuple[Any, int]:
+    """One batch's output ids and the prompt width they start after. Prompts that begin alike (a system prompt)
+    run their shared tokens once (`shared_prefix.generate_common_prefix`); otherwise the plain left-padded call.
+    Several replies per prompt take the plain call (`generate` repeats the rows itself)."""
+    if shared_prefix and gen_kwargs.get("num_return_sequences", 1) == 1 and len(texts) > 1:
+        from app.engine.training.shared_prefix import generate_common_prefix
+
+        rows = tok(texts, add_special_tokens=False)["input_ids"]
+        shared = generate_common_prefix(model, rows, tok.pad_token_id, **gen_kwargs)
+        if shared is not None:
+            return shared
+    enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+    return model.generate(**enc, **gen_kwargs), enc["input_ids"].shape[1]
 
 
 FULL_MARKS = 1.0 - 1e-9  # a correctness reward at its maximum (1.0), allowing for float noise

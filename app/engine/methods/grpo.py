@@ -76,6 +76,8 @@ def grpo_config(parts: TrainerParts) -> Any:
         max_completion_length=g.max_completion_length,
         temperature=g.temperature,
         top_p=g.top_p,
+        top_k=g.top_k,
+        min_p=g.min_p,
         loss_type=spec.grpo.loss_type,
         beta=spec.grpo.beta,
         epsilon=spec.grpo.epsilon,

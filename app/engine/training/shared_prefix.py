@@ -20,6 +20,7 @@ model must be called once per backward).
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -84,6 +85,58 @@ def generate_shared(model: Any, input_ids: torch.Tensor, attention_mask: torch.T
     gather_cache(cache, inverse)
     return model.generate(input_ids=input_ids, attention_mask=attention_mask, past_key_values=cache,
                           **generate_kwargs)
+
+
+MIN_COMMON_PREFIX = 8  # tokens: below this, prefilling the shared part once saves less than it costs
+
+
+def common_prefix_length(rows: Sequence[Sequence[int]]) -> int:
+    """How many leading tokens every row shares, leaving each row at least one token of its own.
+
+    >>> common_prefix_length([[1, 2, 3, 4], [1, 2, 5], [1, 2, 3]])
+    2
+    >>> common_prefix_length([[1, 2], [1, 2]])
+    1
+    """
+    if not rows:
+        return 0
+    n = min(len(r) for r in rows) - 1
+    first = rows[0]
+    for i in range(max(n, 0)):
+        if any(r[i] != first[i] for r in rows):
+            return i
+    return max(n, 0)
+
+
+def generate_common_prefix(model: Any, rows: Sequence[Sequence[int]], pad_id: int,
+                           **generate_kwargs: Any) -> tuple[torch.Tensor, int] | None:
+    """Greedy or sampled replies to prompts that begin alike (the chat template's system prompt and the start of
+    every question) with the shared tokens run once: they are prefilled for one row and the cache copied to all,
+    then each row's own tokens follow, padded on their left *after* the shared part (the attention mask hides the
+    padding and positions count real tokens only, as `generate` does for left padding). Returns the output ids
+    and the padded prompt width (new tokens start there), or None when the prompts share fewer than
+    MIN_COMMON_PREFIX tokens (use the plain call)."""
+    shared = common_prefix_length(rows)
+    if shared < MIN_COMMON_PREFIX:
+        return None
+    width = max(len(r) for r in rows) - shared
+    device = next(model.parameters()).device
+    ids = torch.full((len(rows), shared + width), pad_id, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for i, row in enumerate(rows):
+        own = row[shared:]
+        ids[i, :shared] = torch.tensor(row[:shared])
+        ids[i, shared + width - len(own):] = torch.tensor(own)
+        mask[i, :shared] = 1
+        mask[i, shared + width - len(own):] = 1
+    ids, mask = ids.to(device), mask.to(device)
+    try:
+        cache = prefill(model, ids[:1, :shared], mask[:1, :shared])
+    except TypeError:  # a model whose forward lacks logits_to_keep or a cache argument: the plain call
+        return None
+    gather_cache(cache, torch.zeros(len(rows), dtype=torch.long, device=device))
+    out = model.generate(input_ids=ids, attention_mask=mask, past_key_values=cache, **generate_kwargs)
+    return out, ids.size(1)
 
 
 def shared_logps(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, logits_to_keep: int,
