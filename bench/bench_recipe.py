@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -104,6 +105,28 @@ def print_seed(r: dict) -> None:
           f"{st.get('backend')} on {st.get('device')} ({st.get('dtype')})   {reward}", flush=True)
 
 
+SUM = re.compile(r"what is\s+(\d+)\s*\+\s*(\d+)", re.IGNORECASE)
+
+
+def question_forms(run_dir: Path, outcomes: list | None) -> str:
+    """Held-out accuracy by the form of an addition (which operand has one digit): where the errors are. '' when
+    the held-out rows are not additions."""
+    if not outcomes:
+        return ""
+    from app.engine.evaluation.compare import held_out_rows
+
+    rows = held_out_rows(run_dir, n=len(outcomes))[0]
+    forms: dict[str, list[int]] = {}
+    for row, ok in zip(rows, outcomes):
+        match = SUM.search(str(row.get("prompt", "")))
+        if not match or ok is None:
+            return ""
+        a, b = (len(x) for x in match.groups())
+        form = {(1, 1): "a + b", (1, 2): "a + bc", (2, 1): "bc + a"}.get((min(a, 2), min(b, 2)), "bc + de")
+        forms.setdefault(form, []).append(int(ok))
+    return "   ".join(f"{k} {sum(v)}/{len(v)}" for k, v in sorted(forms.items()))
+
+
 def pct(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.1f} %"
 
@@ -149,6 +172,9 @@ def main() -> None:
             r["reference"] = reference
             results.append(r)
             print_seed(r)
+            forms = question_forms(folder / f"seed-{seed}", r["final_outcomes"])
+            if forms:
+                print(f"         by question form (correct/asked, final evaluation): {forms}", flush=True)
     final = summarize_arm({r["seed"]: r["final"] for r in results if r["final"] is not None},
                           {r["seed"]: r["final_outcomes"] for r in results if r["final_outcomes"]})
     base = summarize_arm({r["seed"]: r["base"] for r in results if r["base"] is not None})
