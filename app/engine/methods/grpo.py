@@ -148,7 +148,7 @@ class GRPO(TrainingMethod):
         return {
             "method": self.key,
             # CPU: recipes/arithmetic-grpo.yaml's values (8 prompts × 4 completions, warm-up, cosine decay).
-            "training": {"learning_rate": 1e-4 if gpu else 3e-4, "max_steps": 200 if gpu else 50,
+            "training": {"learning_rate": 1e-4 if gpu else 3e-4, "max_steps": 200 if gpu else 60,
                          "per_device_train_batch_size": 32, "lr_scheduler_type": "cosine", "warmup_ratio": 0.1},
             "generation": {"num_generations": 8 if gpu else 4, "max_completion_length": 128 if gpu else 16,
                            "temperature": 1.0},
