@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -105,23 +104,21 @@ def print_seed(r: dict) -> None:
           f"{st.get('backend')} on {st.get('device')} ({st.get('dtype')})   {reward}", flush=True)
 
 
-SUM = re.compile(r"what is\s+(\d+)\s*\+\s*(\d+)", re.IGNORECASE)
-
-
 def question_forms(run_dir: Path, outcomes: list | None) -> str:
     """Held-out accuracy by the form of an addition (which operand has one digit): where the errors are. '' when
     the held-out rows are not additions."""
     if not outcomes:
         return ""
+    from app.engine.data.tasks import arithmetic_operands
     from app.engine.evaluation.compare import held_out_rows
 
     rows = held_out_rows(run_dir, n=len(outcomes))[0]
     forms: dict[str, list[int]] = {}
     for row, ok in zip(rows, outcomes):
-        match = SUM.search(str(row.get("prompt", "")))
-        if not match or ok is None:
+        operands = arithmetic_operands(str(row.get("prompt", "")))
+        if operands is None or ok is None:
             return ""
-        a, b = (len(x) for x in match.groups())
+        a, b = (len(str(abs(x))) for x in operands)
         form = {(1, 1): "a + b", (1, 2): "a + bc", (2, 1): "bc + a"}.get((min(a, 2), min(b, 2)), "bc + de")
         forms.setdefault(form, []).append(int(ok))
     return "   ".join(f"{k} {sum(v)}/{len(v)}" for k, v in sorted(forms.items()))

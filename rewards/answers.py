@@ -60,9 +60,17 @@ class NumericAnswer(Reward):
                 out.append(None)  # nothing to check against: not applicable
                 continue
             pred = self.predicted(text)
-            ok = pred is not None and numbers_match(pred, gold, self.tolerance, self.rel_tolerance)
-            out.append(self.correct if ok else self.wrong)
+            if pred is None:
+                out.append(self.wrong)
+            elif numbers_match(pred, gold, self.tolerance, self.rel_tolerance):
+                out.append(self.correct)
+            else:
+                out.append(self.wrong_score(pred, gold))
         return out
+
+    def wrong_score(self, pred: Fraction, gold: Fraction) -> float:
+        """The score of a number that does not match the reference (subclasses may give partial credit)."""
+        return self.wrong
 
 
 def make_numeric_answer(answer_column: str = "answer", tolerance: float = 1e-6, rel_tolerance: float = 0.0,
@@ -127,22 +135,8 @@ class NumericCloseness(NumericAnswer):
         a, b = str(abs(pred.numerator))[::-1], str(abs(gold.numerator))[::-1]  # units first
         return sum(x == y for x, y in zip(a, b)) / max(len(a), len(b))
 
-    def score_texts(self, texts: list[str], kwargs: dict[str, Any]) -> list[float | None]:
-        refs = column(kwargs, self.answer_column, len(texts), self.__name__, "answer_column")
-        out: list[float | None] = []
-        for text, ref in zip(texts, refs):
-            gold = reference_number(ref)
-            if gold is None:
-                out.append(None)
-                continue
-            pred = self.predicted(text)
-            if pred is None:
-                out.append(self.wrong)
-            elif numbers_match(pred, gold, self.tolerance):
-                out.append(self.correct)
-            else:
-                out.append(self.wrong + (self.partial - self.wrong) * self.closeness(pred, gold))
-        return out
+    def wrong_score(self, pred: Fraction, gold: Fraction) -> float:
+        return self.wrong + (self.partial - self.wrong) * self.closeness(pred, gold)
 
 
 def make_numeric_closeness(answer_column: str = "answer", mode: str = "digits", scale: float = 10.0,

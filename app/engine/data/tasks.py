@@ -90,6 +90,16 @@ def support_rows(n: int | None = None, seed: int = 0) -> list[dict[str, Any]]:
 _SUM_QUESTION = re.compile(r"what is\s+(-?\d+)\s*\+\s*(-?\d+)", re.IGNORECASE)
 
 
+def arithmetic_operands(question: str) -> tuple[int, int] | None:
+    """(a, b) of an addition question "What is a + b?", in the order asked; None when the text is not one.
+
+    >>> arithmetic_operands("What is 5 + 23? Reply with only the number.")
+    (5, 23)
+    """
+    match = _SUM_QUESTION.search(question or "")
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
 def arithmetic_key(question: str) -> str:
     """The unordered pair {a, b} of an addition question ('' when the text is not one): a + b and b + a are the
     same question, so a held-out "7 + 12" must not have "12 + 7" in training.
@@ -97,10 +107,10 @@ def arithmetic_key(question: str) -> str:
     >>> arithmetic_key("What is 12 + 7? Reply with only the number.") == arithmetic_key("what is 7+12?")
     True
     """
-    match = _SUM_QUESTION.search(question or "")
-    if not match:
+    operands = arithmetic_operands(question)
+    if operands is None:
         return ""
-    a, b = sorted((int(match.group(1)), int(match.group(2))))
+    a, b = sorted(operands)
     return f"sum:{a},{b}"
 
 
