@@ -80,6 +80,7 @@ def test_auto_takes_trl_where_the_engine_measured_it_faster():
     assert "shared_prefix" in resolve_auto(grpo, cuda=False, processes=1)[1]
     assert resolve_auto(grpo, cuda=True, processes=1) == ("auto", None)
     assert resolve_auto(grpo.with_overrides(["grpo.shared_prefix=false"]), cuda=False, processes=1) == ("auto", None)
+    assert resolve_auto(RunSpec(method="prefix_rft"), cuda=False, processes=1)[0] == "trl"  # a GRPO trainer too
     assert resolve_auto(RunSpec(method="sft"), cuda=False, processes=1) == ("auto", None)
     assert resolve_auto(RunSpec(method="sft"), cuda=True, processes=2)[0] == "trl"
     assert resolve_auto(grpo.replace(backend="unsloth"), cuda=False, processes=1) == ("unsloth", None)

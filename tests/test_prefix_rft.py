@@ -217,6 +217,7 @@ def trainer(tiny_model_dir, tmp_path_factory):
         output_dir=str(tmp_path_factory.mktemp("prefix-trainer")), per_device_train_batch_size=4, num_generations=4,
         max_completion_length=16, loss_type="dr_grpo", scale_rewards="none", beta=0.0, max_steps=4, seed=0,
         use_cpu=True, bf16=False, report_to=[], save_strategy="no", disable_tqdm=True, log_completions=False,
+        gradient_checkpointing=False,  # the spec's default (the shared-prompt path needs it off)
     )
     rows = [{"prompt": PROMPT, "solution": DEMO}] * 8
     cls = prefix_rft_trainer_class()
@@ -366,6 +367,39 @@ def test_plain_forward_scores_tokens_like_trl(trainer, batch):
     trainer.prefix_scoring = "auto"
     assert torch.allclose(trl_logps[cmask], plain_logps[cmask], atol=1e-4)
     assert torch.allclose(trl_entropy[cmask], plain_entropy[cmask], atol=1e-4)
+
+
+def test_shared_prompt_trainer_gives_the_plain_loss(trainer, batch, tiny_model_dir):
+    """On TRL's path the Prefix-RFT trainer sits on the shared-prompt GRPO trainer (methods/prefix_rft build_trainer):
+    its loss scores the group's prompt once and equals the plain trainer's; its rollouts prefill each distinct
+    context once (the prefixed rollout's context is its own) and still continue the demonstration."""
+    import trl
+    from transformers import AutoModelForCausalLM
+
+    from app.engine.methods.prefix_rft.trainer import prefix_rft_trainer_class
+    from app.engine.training.shared_prefix import SharedPrefixMixin
+
+    class Shared(SharedPrefixMixin, trl.GRPOTrainer):
+        pass
+
+    shared = prefix_rft_trainer_class(Shared)(
+        model=AutoModelForCausalLM.from_pretrained(tiny_model_dir), processing_class=trainer.processing_class,
+        reward_funcs=[positional_reward], args=trainer.args, train_dataset=trainer.train_dataset,
+        prefix=PrefixSettings(n_prefixed=1, seed=0))
+    shared.current_gradient_accumulation_steps = 1
+    output, _ = batch
+    plain_loss = trainer.compute_loss(trainer.model, _loss_inputs(output))
+    shared_loss = shared.compute_loss(shared.model, _loss_inputs(output))
+    assert shared_loss.item() == pytest.approx(plain_loss.item(), rel=1e-4, abs=1e-6)
+    assert shared.shared_prefix_calls == {"forward_shared": 1}
+
+    torch.manual_seed(0)
+    shared.model.train()
+    rollouts = shared._generate_and_score_completions([{"prompt": PROMPT, "solution": DEMO} for _ in range(4)])
+    assert shared.shared_prefix_calls["generate_shared"] == 1
+    demo_ids = trainer.processing_class(DEMO, add_special_tokens=False)["input_ids"]
+    length = int(rollouts["prefix_mask"][3].sum())
+    assert length > 0 and rollouts["completion_ids"][3][:length].tolist() == demo_ids[:length]
 
 
 # -- spec, validation, recipe -------------------------------------------------------------------------------------

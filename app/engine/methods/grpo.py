@@ -103,14 +103,14 @@ def vllm_options(g: Any) -> dict[str, Any]:
     return options
 
 
-def trainer_class(base: type, parts: TrainerParts) -> type:
+def trainer_class(base: type, parts: TrainerParts, skip_zero_advantage: bool = True) -> type:
     """`base` with the engine's GRPO savings on TRL's path (Unsloth has its own GRPO path): each prompt computed once
     per group (grpo.shared_prefix) and zero-advantage completions left out of the training forward
-    (grpo.skip_zero_advantage)."""
+    (grpo.skip_zero_advantage; `skip_zero_advantage=False` for a method whose loss needs every row)."""
     if parts.backend.name != "trl":
         return base
     mixins: list[type] = []
-    if parts.spec.grpo.skip_zero_advantage:
+    if skip_zero_advantage and parts.spec.grpo.skip_zero_advantage:
         from app.engine.training.zero_advantage import SkipZeroAdvantageMixin
 
         mixins.append(SkipZeroAdvantageMixin)

@@ -107,6 +107,10 @@ def choose_backend(requested: str = "auto", dtype: str = "auto") -> BackendInfo:
     return BackendInfo(name="trl", device=device, dtype=_resolve_dtype(dtype, cuda, unsloth=False), reason=reason)
 
 
+# The methods whose trainer takes the shared-prompt savings on TRL's path (methods/grpo.py `trainer_class`).
+SHARED_PREFIX_METHODS = ("grpo", "prefix_rft")
+
+
 def resolve_auto(spec: Any, cuda: bool, processes: int) -> tuple[str, str | None]:
     """What `backend: auto` asks `choose_backend` for, and why when it is not the machine's own choice: TRL + PEFT
     for several processes (Unsloth's patches are single-process here), and on a CPU for GRPO with
@@ -117,9 +121,9 @@ def resolve_auto(spec: Any, cuda: bool, processes: int) -> tuple[str, str | None
         return spec.backend, None
     if processes > 1:
         return "trl", f"backend auto with {processes} processes: TRL + PEFT"
-    if not cuda and spec.method == "grpo" and spec.grpo.shared_prefix:
-        return "trl", ("backend auto, GRPO on a CPU: TRL + PEFT with grpo.shared_prefix (each prompt computed once "
-                       "per group), faster than Unsloth's CPU backend (backend: unsloth forces it)")
+    if not cuda and spec.method in SHARED_PREFIX_METHODS and spec.grpo.shared_prefix:
+        return "trl", (f"backend auto, {spec.method} on a CPU: TRL + PEFT with grpo.shared_prefix (each prompt "
+                       "computed once per group), faster than Unsloth's CPU backend (backend: unsloth forces it)")
     return "auto", None
 
 

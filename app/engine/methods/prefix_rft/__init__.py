@@ -131,10 +131,15 @@ class PrefixRFT(GRPO):
         return changes
 
     def build_trainer(self, parts: TrainerParts) -> Any:
-        from app.engine.methods.grpo import trainer_kwargs
+        import trl
+
+        from app.engine.methods.grpo import trainer_class, trainer_kwargs
         from app.engine.methods.prefix_rft.trainer import build_prefix_rft_trainer
 
-        return build_prefix_rft_trainer(parts.spec, **trainer_kwargs(parts))
+        # On TRL's path each prompt runs once per group (grpo.shared_prefix), in the rollouts and in the loss. The
+        # zero-advantage skip stays off: the entropy mask ranks the prefix tokens of every row of the batch.
+        base = trainer_class(trl.GRPOTrainer, parts, skip_zero_advantage=False)
+        return build_prefix_rft_trainer(parts.spec, base=base, **trainer_kwargs(parts))
 
     def advantage_scaling(self, spec: Any) -> tuple[str, str] | None:
         return "none", ("Advantages as Prefix-RFT trains them: reward − group mean, no std scaling (Dr. GRPO; "

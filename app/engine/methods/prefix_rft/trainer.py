@@ -299,8 +299,10 @@ def _as_list(ids: Any) -> list[int]:
     return ids.tolist() if hasattr(ids, "tolist") else list(ids)
 
 
-def _is_stock_trl(function: Any) -> bool:
-    return getattr(function, "__module__", "") == "trl.trainer.grpo_trainer"
+def _is_trl_scorer(function: Any) -> bool:
+    """TRL's own `_get_per_token_logps_and_entropies`, or the engine's shared-prompt version of it (which computes
+    the same values, and calls TRL's where it does not apply); not a backend's replacement."""
+    return getattr(function, "__module__", "") in ("trl.trainer.grpo_trainer", "app.engine.training.shared_prefix")
 
 
 def _trl_kernel_available() -> bool:
@@ -327,16 +329,17 @@ def prefix_rft_trainer_class(base: type | None = None) -> type:
     return _TRAINER_CLASSES[base]
 
 
-def build_prefix_rft_trainer(spec: Any, **trainer_kwargs: Any) -> Any:
-    """A Prefix-RFT trainer for `spec` (method prefix_rft); `trainer_kwargs` are GRPOTrainer's."""
-    return prefix_rft_trainer_class()(prefix=PrefixSettings.from_spec(spec), **trainer_kwargs)
+def build_prefix_rft_trainer(spec: Any, base: type | None = None, **trainer_kwargs: Any) -> Any:
+    """A Prefix-RFT trainer for `spec` (method prefix_rft) on `base` (see `prefix_rft_trainer_class`);
+    `trainer_kwargs` are GRPOTrainer's."""
+    return prefix_rft_trainer_class(base)(prefix=PrefixSettings.from_spec(spec), **trainer_kwargs)
 
 
 def _make_trainer_class(base: type) -> type:
     class PrefixRFTTrainer(base):  # type: ignore[misc, valid-type]
         """GRPOTrainer with Prefix-RFT's prefixed rollouts, prefix-aware advantages and entropy-masked loss."""
 
-        #: "auto" (TRL's scorer when it is TRL's own, else a plain forward), "trl" or "plain"
+        #: "auto" (TRL's scorer when it is TRL's own or the shared-prompt one, else a plain forward), "trl" or "plain"
         prefix_scoring = "auto"
 
         def __init__(self, *args: Any, prefix: PrefixSettings | PrefixSpec | None = None, **kwargs: Any):
@@ -489,8 +492,8 @@ def _make_trainer_class(base: type) -> type:
         def _prefix_scores(self, model, input_ids, attention_mask, logits_to_keep):
             mode = self.prefix_scoring
             if mode == "auto":
-                stock = _is_stock_trl(type(self)._get_per_token_logps_and_entropies) and _trl_kernel_available()
-                mode = "trl" if stock else "plain"
+                trl_scorer = _is_trl_scorer(type(self)._get_per_token_logps_and_entropies) and _trl_kernel_available()
+                mode = "trl" if trl_scorer else "plain"
             if mode == "trl":
                 out = self._get_per_token_logps_and_entropies(
                     model, input_ids, attention_mask, logits_to_keep, compute_entropy=True
