@@ -1,4 +1,4 @@
-"""Prefix-RFT (app/engine/prefix_rft.py): schedule, prefix cutting within the chat template, advantages, the entropy
+"""Prefix-RFT (app/engine/methods/prefix_rft/): schedule, prefix cutting within the chat template, advantages, the entropy
 mask and the loss masking on the tiny random Llama (fixed seeds), the worker end to end with TRL in-process, and
 the worker under Unsloth in a subprocess (asserting that its loss, not GRPOTrainer's, is the one that runs)."""
 from __future__ import annotations
@@ -18,6 +18,7 @@ import torch
 from app.engine.core.spec import RewardSpec, RunSpec
 from app.engine.methods.prefix_rft.trainer import (
     PrefixSettings,
+    prefix_rft_trainer_class,
     aggregate_loss,
     clipped_token_loss,
     demonstration_text,
@@ -351,6 +352,33 @@ def test_loss_survives_a_base_class_that_replaces_compute_loss(trainer, batch, m
     calls = trainer.prefix_loss_calls
     loss = trainer.compute_loss(trainer.model, _loss_inputs(output))
     assert torch.isfinite(loss) and trainer.prefix_loss_calls == calls + 1
+
+
+def test_zero_advantage_skip_keeps_the_prefix_rft_loss(trainer, batch, monkeypatch):
+    """The skip in front of the Prefix-RFT loss (its build on TRL's path, `dapo`) leaves out the rows with no
+    advantage and no prefix token, and the loss and its gradient stay those of the whole batch; a prefixed row
+    stays even at advantage 0, since the entropy mask ranks every prefix token of the batch."""
+    from app.engine.training.zero_advantage import SkipZeroAdvantageMixin
+
+    output, _ = batch
+    monkeypatch.setattr(trainer, "loss_type", "dapo")
+    weights = [p for p in trainer.model.parameters() if p.requires_grad]
+
+    def loss_and_grads(inputs):
+        loss = trainer.compute_loss(trainer.model, inputs)
+        return loss, torch.autograd.grad(loss, weights, allow_unused=True)
+
+    row_zero_only = torch.tensor([[1.0], [0.0], [0.0], [0.0]])
+    for advantages, share in ((output["advantages"], 0.75), (output["advantages"] * row_zero_only, 0.5)):
+        inputs = _loss_inputs(output, advantages=advantages.clone())
+        monkeypatch.setattr(trainer, "__class__", prefix_rft_trainer_class())
+        whole, whole_grads = loss_and_grads(_loss_inputs(inputs))
+        monkeypatch.setattr(trainer, "__class__", type("Skip", (SkipZeroAdvantageMixin, prefix_rft_trainer_class()), {}))
+        skipped, skipped_grads = loss_and_grads(_loss_inputs(inputs))
+        assert trainer._metrics["train"]["rows_trained"][-1] == pytest.approx(share)  # row 2 (rows 1-2) out, 3 kept
+        assert skipped.item() == pytest.approx(whole.item(), rel=1e-5, abs=1e-7)
+        for a, b in zip(whole_grads, skipped_grads):
+            assert (a is None and b is None) or torch.allclose(a, b, atol=1e-6)
 
 
 def test_plain_forward_scores_tokens_like_trl(trainer, batch):

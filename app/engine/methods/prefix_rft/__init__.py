@@ -13,7 +13,7 @@ from app.engine.methods.base import FormField, MethodCharts, TrainerParts
 from app.engine.methods.grpo import GRPO, GRPO_CHARTS
 from app.engine.methods.prefix_rft.settings import PrefixSettings, PrefixSpec  # noqa: F401 (the section types)
 
-# Loss aggregations the Prefix-RFT loss implements (app/engine/prefix_rft.py); the paper uses dr_grpo.
+# Loss aggregations the Prefix-RFT loss implements (trainer.py); the paper uses dr_grpo.
 PREFIX_RFT_LOSS_TYPES = ("dr_grpo", "grpo", "bnpo", "dapo")
 PREFIX_SCHEDULES = ("cosine", "linear", "constant")
 CONTINUATION_ADVANTAGES = ("raw", "centred")
@@ -136,10 +136,14 @@ class PrefixRFT(GRPO):
         from app.engine.methods.grpo import trainer_class, trainer_kwargs
         from app.engine.methods.prefix_rft.trainer import build_prefix_rft_trainer
 
-        # On TRL's path each prompt runs once per group (grpo.shared_prefix), in the rollouts and in the loss. The
-        # zero-advantage skip stays off: the entropy mask ranks the prefix tokens of every row of the batch.
+        # On TRL's path each prompt runs once per group (grpo.shared_prefix), in the rollouts and in the loss, and
+        # the rows that teach nothing skip the loss (grpo.skip_zero_advantage): the skip wraps Prefix-RFT's own loss,
+        # so it goes in front of the Prefix-RFT class, which keeps every row with prefix tokens (its entropy mask
+        # ranks them all).
         base = trainer_class(trl.GRPOTrainer, parts, skip_zero_advantage=False)
-        return build_prefix_rft_trainer(parts.spec, base=base, **trainer_kwargs(parts))
+        return build_prefix_rft_trainer(parts.spec, base=base,
+                                        skip_zero_advantage=parts.backend.name == "trl"
+                                        and parts.spec.grpo.skip_zero_advantage, **trainer_kwargs(parts))
 
     def advantage_scaling(self, spec: Any) -> tuple[str, str] | None:
         return "none", ("Advantages as Prefix-RFT trains them: reward − group mean, no std scaling (Dr. GRPO; "

@@ -50,7 +50,7 @@ METRICS = {
     "prefix/reward_prefixed": "mean reward of the prefixed rollouts",
     "prefix/reward_on_policy": "mean reward of the on-policy rollouts",
     "prefix/advantage_prefix": "mean advantage of the prefix tokens (prefixed reward − on-policy mean)",
-    "prefix/token_share": "share of the micro-batch's completion tokens that are prefix tokens",
+    "prefix/token_share": "share of the generation batch's completion tokens that are prefix tokens",
     "prefix/tokens_updated_share": "share of prefix tokens kept in the loss by the entropy mask",
 }
 
@@ -329,10 +329,16 @@ def prefix_rft_trainer_class(base: type | None = None) -> type:
     return _TRAINER_CLASSES[base]
 
 
-def build_prefix_rft_trainer(spec: Any, base: type | None = None, **trainer_kwargs: Any) -> Any:
-    """A Prefix-RFT trainer for `spec` (method prefix_rft) on `base` (see `prefix_rft_trainer_class`);
-    `trainer_kwargs` are GRPOTrainer's."""
-    return prefix_rft_trainer_class(base)(prefix=PrefixSettings.from_spec(spec), **trainer_kwargs)
+def build_prefix_rft_trainer(spec: Any, base: type | None = None, skip_zero_advantage: bool = False,
+                             **trainer_kwargs: Any) -> Any:
+    """A Prefix-RFT trainer for `spec` (method prefix_rft) on `base` (see `prefix_rft_trainer_class`), with the
+    zero-advantage skip in front of its loss when asked; `trainer_kwargs` are GRPOTrainer's."""
+    cls = prefix_rft_trainer_class(base)
+    if skip_zero_advantage:
+        from app.engine.training.zero_advantage import SkipZeroAdvantageMixin
+
+        cls = type("SkipZeroAdvantage" + cls.__name__, (SkipZeroAdvantageMixin, cls), {})
+    return cls(prefix=PrefixSettings.from_spec(spec), **trainer_kwargs)
 
 
 def _make_trainer_class(base: type) -> type:
@@ -471,6 +477,8 @@ def _make_trainer_class(base: type) -> type:
             metrics["prefix/fraction_low"].append(low)
             metrics["prefix/fraction_high"].append(float(self.prefix.high))
             metrics["prefix/prefixed_share"].append(prefixed.float().mean().item())
+            tokens = self.accelerator.gather(torch.stack([prefix_mask.sum(), completion_mask.sum()]).float()[None])
+            metrics["prefix/token_share"].append((tokens[:, 0].sum() / tokens[:, 1].sum().clamp(min=1.0)).item())
             any_prefixed = bool(prefixed.any())
             metrics["prefix/fraction"].append(torch.nanmean(fractions).item() if any_prefixed else nan)
             metrics["prefix/length"].append(all_lengths[prefixed].mean().item() if any_prefixed else nan)
@@ -483,6 +491,14 @@ def _make_trainer_class(base: type) -> type:
             return output
 
         # -- loss -----------------------------------------------------------------------------------------------
+        def rows_the_loss_needs(self, inputs: dict[str, Any]) -> torch.Tensor:
+            """For the zero-advantage skip in front of this class: every row with prefix tokens stays, whatever its
+            advantage (the entropy mask ranks all the batch's prefix tokens), so the loss is the one of all rows."""
+            prefix_mask = inputs.get("prefix_mask")
+            if prefix_mask is None:
+                return torch.zeros(inputs["advantages"].size(0), dtype=torch.bool, device=inputs["advantages"].device)
+            return prefix_mask.bool().any(dim=1)
+
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             # Overrides compute_loss itself (not only _compute_loss): Unsloth replaces GRPOTrainer.compute_loss.
             if return_outputs:
@@ -564,11 +580,8 @@ def _make_trainer_class(base: type) -> type:
             metrics["clip_ratio/low_mean"].append(global_mean(low_clipped))
             metrics["clip_ratio/high_mean"].append(global_mean(high_clipped))
             metrics["clip_ratio/region_mean"].append(global_mean(low_clipped | high_clipped))
-            counts = reduce(
-                torch.stack([prefix_mask.sum(), keep.sum(), mask.sum()]).float().detach(), reduction="sum"
-            )
-            n_prefix, n_kept, n_tokens = counts.tolist()
-            metrics["prefix/token_share"].append(n_prefix / max(n_tokens, 1.0))
+            n_prefix, n_kept = reduce(torch.stack([prefix_mask.sum(), keep.sum()]).float().detach(),
+                                      reduction="sum").tolist()
             if n_prefix > 0:
                 metrics["prefix/tokens_updated_share"].append(n_kept / n_prefix)
 
