@@ -136,14 +136,12 @@ class PrefixRFT(GRPO):
         from app.engine.methods.grpo import trainer_class, trainer_kwargs
         from app.engine.methods.prefix_rft.trainer import build_prefix_rft_trainer
 
-        # On TRL's path each prompt runs once per group (grpo.shared_prefix), in the rollouts and in the loss, and
-        # the rows that teach nothing skip the loss (grpo.skip_zero_advantage): the skip wraps Prefix-RFT's own loss,
-        # so it goes in front of the Prefix-RFT class, which keeps every row with prefix tokens (its entropy mask
-        # ranks them all).
+        # TRL's path: each prompt runs once per group (grpo.shared_prefix), in the rollouts and in the loss. The rows
+        # that teach nothing skip the loss (grpo.skip_zero_advantage); that skip wraps Prefix-RFT's own loss, so it
+        # goes in front of the Prefix-RFT class, which keeps every row with prefix tokens (its entropy mask ranks all).
         base = trainer_class(trl.GRPOTrainer, parts, skip_zero_advantage=False)
-        return build_prefix_rft_trainer(parts.spec, base=base,
-                                        skip_zero_advantage=parts.backend.name == "trl"
-                                        and parts.spec.grpo.skip_zero_advantage, **trainer_kwargs(parts))
+        skip = parts.backend.name == "trl" and parts.spec.grpo.skip_zero_advantage
+        return build_prefix_rft_trainer(parts.spec, base=base, skip_zero_advantage=skip, **trainer_kwargs(parts))
 
     def advantage_scaling(self, spec: Any) -> tuple[str, str] | None:
         return "none", ("Advantages as Prefix-RFT trains them: reward − group mean, no std scaling (Dr. GRPO; "
