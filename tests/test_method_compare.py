@@ -127,7 +127,9 @@ def test_sft_adapter_initialises_the_grpo_model(tiny_model_dir, tmp_path):
     from app.engine.training.backend import choose_backend, load_model
     from app.engine.training.worker import train
 
-    sft_spec, grpo_spec = [s.spec for s in mc.build_stages(tiny_config(tiny_model_dir, steps=3), "sft_grpo")]
+    # Two SFT steps: the SFT recipe warms its learning rate up from 0 over its first step.
+    config = tiny_config(tiny_model_dir, steps=3, sft_steps=2)
+    sft_spec, grpo_spec = [s.spec for s in mc.build_stages(config, "sft_grpo")]
     result = train(sft_spec, runs_dir=tmp_path, progress_bar=False, log=lambda m: None)
     assert result.ok, runs.read_status(result.run_dir).get("traceback")
     saved = load_peft_weights(str(result.run_dir / "adapter"), device="cpu")
