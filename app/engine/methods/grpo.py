@@ -2,6 +2,7 @@
 updated with group-relative advantages (TRL's GRPOTrainer, or Unsloth's where it runs)."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,25 +104,23 @@ def vllm_options(g: Any) -> dict[str, Any]:
     return options
 
 
-def trainer_class(base: type, parts: TrainerParts, skip_zero_advantage: bool = True) -> type:
+def trainer_class(base: type, parts: TrainerParts, method_layer: Callable[[type], type] | None = None) -> type:
     """`base` with the engine's GRPO savings on TRL's path (Unsloth has its own GRPO path): each prompt computed once
     per group (grpo.shared_prefix) and zero-advantage completions left out of the training forward
-    (grpo.skip_zero_advantage; `skip_zero_advantage=False` for a method whose loss needs every row)."""
-    if parts.backend.name != "trl":
-        return base
-    mixins: list[type] = []
-    if skip_zero_advantage and parts.spec.grpo.skip_zero_advantage:
-        from app.engine.training.zero_advantage import SkipZeroAdvantageMixin
-
-        mixins.append(SkipZeroAdvantageMixin)
-    if parts.spec.grpo.shared_prefix:
+    (grpo.skip_zero_advantage). `method_layer` builds a method's own trainer on a given base (Prefix-RFT's): it goes
+    on the shared-prompt trainer and under the skip, so that the skip wraps the method's own loss."""
+    trl_path = parts.backend.name == "trl"
+    if trl_path and parts.spec.grpo.shared_prefix:
         from app.engine.training.shared_prefix import SharedPrefixMixin
 
-        mixins.append(SharedPrefixMixin)
-    if not mixins:
-        return base
-    name = "".join(m.__name__.removesuffix("Mixin") for m in mixins) + base.__name__
-    return type(name, (*mixins, base), {})
+        base = type("SharedPrefix" + base.__name__, (SharedPrefixMixin, base), {})
+    if method_layer is not None:
+        base = method_layer(base)
+    if trl_path and parts.spec.grpo.skip_zero_advantage:
+        from app.engine.training.zero_advantage import SkipZeroAdvantageMixin
+
+        base = type("SkipZeroAdvantage" + base.__name__, (SkipZeroAdvantageMixin, base), {})
+    return base
 
 
 def trainer_kwargs(parts: TrainerParts) -> dict[str, Any]:

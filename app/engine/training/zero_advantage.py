@@ -12,10 +12,10 @@ A step where no row has an advantage returns a zero loss that still touches ever
 gradients, as the plain path gives), so the optimizer steps exactly as it would have.
 
 Every other setting trains every row: β > 0 (the KL term has a gradient at advantage 0), the per-sequence or
-per-row normalised losses (`grpo`, `bnpo`, `dr_grpo`, `sapo`, `luspo`), an entropy bonus or TRL's entropy mask (batch
-statistics; a trainer whose own mask ranks only some rows keeps those through `rows_the_loss_needs`, as
-Prefix-RFT does with its prefixed rows), MoE auxiliary losses, images, several processes (each DDP rank must run its forward). TRL's metrics
-computed in the loss (`entropy`, clip ratios) then cover the rows that trained; `rows_trained` is the share.
+per-row normalised losses (`grpo`, `bnpo`, `dr_grpo`, `sapo`, `luspo`), an entropy bonus or TRL's entropy mask
+(batch statistics; a trainer whose own mask ranks only some rows keeps those through `rows_the_loss_needs`, as
+Prefix-RFT does with its prefixed rows), MoE auxiliary losses, images, several processes (each DDP rank must run its
+forward). TRL's metrics computed in the loss (`entropy`, clip ratios) then cover the rows that trained; `rows_trained` is the share.
 """
 from __future__ import annotations
 

@@ -134,14 +134,13 @@ class PrefixRFT(GRPO):
         import trl
 
         from app.engine.methods.grpo import trainer_class, trainer_kwargs
-        from app.engine.methods.prefix_rft.trainer import build_prefix_rft_trainer
+        from app.engine.methods.prefix_rft.trainer import build_prefix_rft_trainer, prefix_rft_trainer_class
 
-        # TRL's path: each prompt runs once per group (grpo.shared_prefix), in the rollouts and in the loss. The rows
-        # that teach nothing skip the loss (grpo.skip_zero_advantage); that skip wraps Prefix-RFT's own loss, so it
-        # goes in front of the Prefix-RFT class, which keeps every row with prefix tokens (its entropy mask ranks all).
-        base = trainer_class(trl.GRPOTrainer, parts, skip_zero_advantage=False)
-        skip = parts.backend.name == "trl" and parts.spec.grpo.skip_zero_advantage
-        return build_prefix_rft_trainer(parts.spec, base=base, skip_zero_advantage=skip, **trainer_kwargs(parts))
+        # TRL's path: each prompt runs once per group (grpo.shared_prefix), in the rollouts and in the loss, and the
+        # skip (grpo.skip_zero_advantage) wraps Prefix-RFT's loss, which keeps every row with prefix tokens (its
+        # entropy mask ranks them all: `rows_the_loss_needs`).
+        cls = trainer_class(trl.GRPOTrainer, parts, method_layer=prefix_rft_trainer_class)
+        return build_prefix_rft_trainer(parts.spec, cls, **trainer_kwargs(parts))
 
     def advantage_scaling(self, spec: Any) -> tuple[str, str] | None:
         return "none", ("Advantages as Prefix-RFT trains them: reward − group mean, no std scaling (Dr. GRPO; "

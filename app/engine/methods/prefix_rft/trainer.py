@@ -329,16 +329,10 @@ def prefix_rft_trainer_class(base: type | None = None) -> type:
     return _TRAINER_CLASSES[base]
 
 
-def build_prefix_rft_trainer(spec: Any, base: type | None = None, skip_zero_advantage: bool = False,
-                             **trainer_kwargs: Any) -> Any:
-    """A Prefix-RFT trainer for `spec` (method prefix_rft) on `base` (see `prefix_rft_trainer_class`), with the
-    zero-advantage skip in front of its loss when asked; `trainer_kwargs` are GRPOTrainer's."""
-    cls = prefix_rft_trainer_class(base)
-    if skip_zero_advantage:
-        from app.engine.training.zero_advantage import SkipZeroAdvantageMixin
-
-        cls = type("SkipZeroAdvantage" + cls.__name__, (SkipZeroAdvantageMixin, cls), {})
-    return cls(prefix=PrefixSettings.from_spec(spec), **trainer_kwargs)
+def build_prefix_rft_trainer(spec: Any, cls: type | None = None, **trainer_kwargs: Any) -> Any:
+    """A Prefix-RFT trainer for `spec` (method prefix_rft): `cls` (default `prefix_rft_trainer_class()`), a class
+    built by `prefix_rft_trainer_class`, maybe under other mixins; `trainer_kwargs` are GRPOTrainer's."""
+    return (cls or prefix_rft_trainer_class())(prefix=PrefixSettings.from_spec(spec), **trainer_kwargs)
 
 
 def _make_trainer_class(base: type) -> type:
@@ -477,8 +471,8 @@ def _make_trainer_class(base: type) -> type:
             metrics["prefix/fraction_low"].append(low)
             metrics["prefix/fraction_high"].append(float(self.prefix.high))
             metrics["prefix/prefixed_share"].append(prefixed.float().mean().item())
-            tokens = self.accelerator.gather(torch.stack([prefix_mask.sum(), completion_mask.sum()]).float()[None])
-            metrics["prefix/token_share"].append((tokens[:, 0].sum() / tokens[:, 1].sum().clamp(min=1.0)).item())
+            all_tokens = self.accelerator.gather(completion_mask.sum(dim=1).float())
+            metrics["prefix/token_share"].append((all_lengths.sum() / all_tokens.sum().clamp(min=1.0)).item())
             any_prefixed = bool(prefixed.any())
             metrics["prefix/fraction"].append(torch.nanmean(fractions).item() if any_prefixed else nan)
             metrics["prefix/length"].append(all_lengths[prefixed].mean().item() if any_prefixed else nan)
