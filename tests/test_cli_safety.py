@@ -327,8 +327,9 @@ def test_cli_shows_alerts_and_status_and_trains_a_finished_run_further_only_when
 
 
 def test_sigterm_during_the_start_evaluation_stops_within_seconds(tiny_model_dir, tmp_path):
-    # 64 held-out rows × 400 tokens: the start evaluation takes tens of seconds on a CPU.
-    spec = tiny_spec_file(tmp_path, tiny_model_dir, **{"data.task_params": "{n: 400}", "data.eval_size": 64,
+    # 640 held-out rows × 400 tokens: the start evaluation takes ~10 s on a CPU, in 10 batches of 64 (with 64 rows, it
+    # took 1.5 s, and a signal sent after 1 s could land after it).
+    spec = tiny_spec_file(tmp_path, tiny_model_dir, **{"data.task_params": "{n: 1000}", "data.eval_size": 640,
                                                         "logging.eval_at_start": True, "logging.eval_max_new_tokens": 400})
     run_dir = tmp_path / "run"
     log = tmp_path / "out.log"
@@ -341,7 +342,7 @@ def test_sigterm_during_the_start_evaluation_stops_within_seconds(tiny_model_dir
         while "[eval step 0] evaluating" not in log.read_text() and time.time() < deadline and proc.poll() is None:
             time.sleep(0.2)
         assert proc.poll() is None, log.read_text()
-        time.sleep(1.0)  # inside generate
+        time.sleep(0.5)  # inside generate
         sent = time.time()
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 3, log.read_text()
